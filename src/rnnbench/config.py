@@ -1,0 +1,173 @@
+"""Run configuration: one dataclass, validated before any compute starts.
+
+A run is one (task, model, training) combination with one seed. Every field becomes a column of
+the result tables, so a new axis is a new field here and nothing else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import typing
+from dataclasses import dataclass, field, fields
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+CLIPS = ("none", "norm", "value")
+BACKENDS = ("auto", "torch", "numba", "ensemble")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("float32", "float64")
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # what to learn
+    task: str = "adding"
+    T: int = 50
+    task_options: dict = field(default_factory=dict)
+    # the model
+    cell: str = "rnn"               # models.cells(): rnn, lstm, gru, user methods
+    activation: str = "tanh"        # rnn only: models.activations()
+    hidden: int = 50
+    layers: int = 1
+    bidirectional: bool = False
+    forget_bias: float = 0.0        # lstm: added to the forget-gate bias after init
+    init: str = "default"           # init.schemes()
+    init_scale: float | None = None  # sigma for normal, rho for spectral/smart, gain otherwise
+    # optimisation
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9           # momentum (sgd+momentum), beta1 (adam), alpha (rmsprop)
+    clip: str = "none"              # none | norm (global norm) | value (elementwise)
+    clip_threshold: float = 1.0
+    batch_size: int = 20
+    steps: int = 1000
+    eval_interval: int = 100
+    eval_size: int = 1000           # fresh held-out sequences per evaluation
+    eval_seed: int = 2_000_000_011  # fixed: every run is evaluated on the same sequences
+    early_stop: bool = True         # stop at the first evaluation where the task is solved
+    divergence_factor: float = 1e3  # loss above factor x max(initial loss, baseline) = diverged
+    seed: int = 0
+    # where and how it computes
+    backend: str = "auto"           # auto: numba on CPU where it applies, torch otherwise
+    device: str = "auto"            # auto: cuda if present
+    dtype: str = "float32"
+    precision: str = "fp32"         # GPU matmul precision policy
+    diagnostics_every: int = 0      # gradient-flow profile every N steps (0: start and end only)
+    checkpoint_every: int = 0       # 0: no checkpoints
+    method: str = ""                # label of the method (filled from the study's method name)
+
+    def __post_init__(self):
+        validate(self)
+
+    # --- construction -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: dict, where: str = "config") -> "RunConfig":
+        """Build from a plain dict, rejecting unknown keys and wrong types with a clear message."""
+        if not isinstance(values, dict):
+            raise ValueError(f"{where}: expected a mapping of run fields, got {type(values).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown config key(s) {unknown}; allowed keys: {sorted(known)}")
+        hints = typing.get_type_hints(cls)
+        coerced = {k: _coerce(k, v, hints[k], where) for k, v in values.items()}
+        return cls(**coerced)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "RunConfig":
+        return RunConfig.from_dict({**self.to_dict(), **changes})
+
+    def run_id(self) -> str:
+        """A short stable hash of every field: the same config always has the same id."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    def record(self) -> dict:
+        """The config as flat result-table columns (task_options as JSON text)."""
+        d = self.to_dict()
+        d["task_options"] = json.dumps(d["task_options"], sort_keys=True)
+        if d["init_scale"] is None:
+            d["init_scale"] = math.nan
+        return d
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(RunConfig)]
+
+
+def _coerce(key, value, hint, where):
+    """Check a value against the field's annotation; ints are accepted for floats."""
+    origin = typing.get_origin(hint)
+    allowed = typing.get_args(hint) if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) else (hint,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise ValueError(f"{where}: field '{key}' must not be null")
+    for t in allowed:
+        if t is type(None):
+            continue
+        if t is bool:
+            if isinstance(value, bool):
+                return value
+        elif t is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        elif t is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        elif t is str:
+            if isinstance(value, str):
+                return value
+        elif t is dict:
+            if isinstance(value, dict):
+                return dict(value)
+    names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+    raise ValueError(
+        f"{where}: field '{key}' must be {names}, got {type(value).__name__} {value!r}")
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"field '{name}': unknown value {value!r}; allowed: {sorted(allowed)}")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Value checks that need no compute. Registries are imported lazily (they import torch)."""
+    hints = typing.get_type_hints(RunConfig)
+    for f in fields(RunConfig):  # type check also for direct construction
+        _coerce(f.name, getattr(cfg, f.name), hints[f.name], "config")
+    positive = ("T", "hidden", "layers", "batch_size", "steps", "eval_interval", "eval_size")
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            raise ValueError(f"field '{name}' must be > 0, got {getattr(cfg, name)}")
+    for name in ("diagnostics_every", "checkpoint_every", "seed"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"field '{name}' must be >= 0, got {getattr(cfg, name)}")
+    if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
+        raise ValueError(f"field 'lr' must be a positive finite number, got {cfg.lr}")
+    if not (cfg.clip_threshold > 0 and math.isfinite(cfg.clip_threshold)):
+        raise ValueError(f"field 'clip_threshold' must be > 0, got {cfg.clip_threshold}")
+    if not 0 <= cfg.momentum < 1:
+        raise ValueError(f"field 'momentum' must be in [0, 1), got {cfg.momentum}")
+    if cfg.divergence_factor <= 1:
+        raise ValueError(f"field 'divergence_factor' must be > 1, got {cfg.divergence_factor}")
+    if cfg.init_scale is not None and not (cfg.init_scale > 0 and math.isfinite(cfg.init_scale)):
+        raise ValueError(f"field 'init_scale' must be > 0, got {cfg.init_scale}")
+    _choice("optimizer", cfg.optimizer, OPTIMIZERS)
+    _choice("clip", cfg.clip, CLIPS)
+    _choice("backend", cfg.backend, BACKENDS)
+    _choice("device", cfg.device, DEVICES)
+    _choice("dtype", cfg.dtype, DTYPES)
+    _choice("precision", cfg.precision, PRECISIONS)
+
+    from . import init, models, tasks  # registries; lazy to keep `import rnnbench.config` light
+    _choice("task", cfg.task, tasks.names())
+    _choice("cell", cfg.cell, models.cells())
+    _choice("init", cfg.init, init.schemes())
+    models.check_options(cfg)      # activation known, options the cell accepts
+    tasks.check(cfg.task, cfg.T, cfg.task_options)  # impossible lengths, unknown task options
