@@ -1,0 +1,32 @@
+# Set-up and the two entry points. `make study` and `make test` each create the virtualenv on
+# first use, so a fresh machine needs nothing else.
+VENV   ?= .venv
+CORES  ?= 2
+# The CPU build of torch lies on these machines' disk; elsewhere set TORCH to the build you want
+# (for a GPU machine: TORCH=torch). Installed first so the `torch` range in pyproject.toml does
+# not pull a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.rnnbench-installed
+
+.PHONY: study test lint report clean-results setup
+
+study: $(STAMP)                  ## the default study: config/config.yaml
+	$(VENV)/bin/snakemake --cores $(CORES) --profile profiles/default
+
+test: $(STAMP)                   ## the test suite (CPU; GPU tests skip without a GPU)
+	$(VENV)/bin/pytest -q
+
+report: $(STAMP)                 ## HTML report of the default study
+	$(VENV)/bin/snakemake --profile profiles/default --report results/default/report.html
+
+lint: $(STAMP)
+	$(VENV)/bin/snakemake --lint
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@

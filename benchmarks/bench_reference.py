@@ -1,0 +1,126 @@
+"""Forward+backward time of the Numba reference kernels vs torch CPU autograd (nn.RNN/LSTM/GRU).
+
+    .venv/bin/python benchmarks/bench_reference.py            # full table (a few minutes)
+    .venv/bin/python benchmarks/bench_reference.py --quick    # T=100 only, fewer repetitions
+
+Both sides compute the same thing: every output h_t and the gradients of all four weights, x and
+h0 (and c0) for an external gradient grad_h on every step. Both use the same number of threads:
+torch.set_num_threads(n), numba.set_num_threads(n), and threadpoolctl limits the BLAS that
+Numba's np.dot calls (SciPy's OpenBLAS) to n. Times are medians over repetitions, in ms per
+call on one batch of B sequences; torch/numba > 1 means the Numba kernels are faster.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import subprocess
+import time
+
+import numba
+import numpy as np
+import scipy
+import threadpoolctl
+import torch
+
+import rnnbench.reference as ref
+
+TORCH_MODULES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+PARAM_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def median_time(fn, min_time: float, min_reps: int, max_reps: int) -> float:
+    """Median seconds per call after one warm-up call."""
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or (time.perf_counter() - start < min_time
+                                    and len(times) < max_reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def make_case(cell, H, T, B, I, dtype, seed=0):
+    torch.manual_seed(seed)
+    module = TORCH_MODULES[cell](I, H).to(dtype)
+    rng = np.random.default_rng(seed)
+    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    x = rng.standard_normal((T, B, I)).astype(np_dtype)
+    h0 = (0.1 * rng.standard_normal((B, H))).astype(np_dtype)
+    c0 = (0.1 * rng.standard_normal((B, H))).astype(np_dtype) if cell == "lstm" else None
+    grad_h = (rng.standard_normal((T, B, H)) / np.sqrt(T * B)).astype(np_dtype)
+    params = {k: getattr(module, f"{k}_l0").detach().numpy().copy() for k in PARAM_KEYS}
+
+    def numba_call():
+        ref.forward_backward(cell, params, x, h0, grad_h, c0=c0)
+
+    x_t = torch.from_numpy(x).requires_grad_()
+    h0_t = torch.from_numpy(h0[None]).requires_grad_()
+    c0_t = torch.from_numpy(c0[None]).requires_grad_() if c0 is not None else None
+    grad_t = torch.from_numpy(grad_h)
+    inputs = [getattr(module, f"{k}_l0") for k in PARAM_KEYS] + [x_t, h0_t]
+    if c0_t is not None:
+        inputs.append(c0_t)
+
+    def torch_call():
+        out, _ = module(x_t, (h0_t, c0_t) if c0_t is not None else h0_t)
+        torch.autograd.grad(out, inputs, grad_outputs=grad_t)
+
+    return numba_call, torch_call
+
+
+def machine() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        model = next(line.split(":", 1)[1].strip() for line in out.splitlines()
+                     if line.startswith("Model name"))
+    except Exception:  # noqa: BLE001 - lscpu missing is not an error for a benchmark
+        model = platform.processor() or "unknown CPU"
+    return model
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="T=100 only, fewer repetitions")
+    parser.add_argument("--threads", type=int, default=numba.get_num_threads(),
+                        help="threads for torch, numba and BLAS (default: numba's)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--input-size", type=int, default=8)
+    parser.add_argument("--cells", default="rnn,lstm,gru")
+    parser.add_argument("--hidden", default="32,64,128")
+    parser.add_argument("--lengths", default=None, help="default 100,1000 (--quick: 100)")
+    args = parser.parse_args(argv)
+
+    lengths = [int(v) for v in (args.lengths or ("100" if args.quick else "100,1000")).split(",")]
+    hidden = [int(v) for v in args.hidden.split(",")]
+    cells = args.cells.split(",")
+    min_time, min_reps, max_reps = (0.2, 2, 10) if args.quick else (1.0, 5, 200)
+
+    torch.set_num_threads(args.threads)
+    numba.set_num_threads(args.threads)
+    blas_limit = threadpoolctl.threadpool_limits(limits=args.threads, user_api="blas")
+
+    print(f"# {datetime.date.today()} | CPU: {machine()} | {args.threads} thread(s) each | "
+          f"numba {numba.__version__}, numpy {np.__version__}, scipy {scipy.__version__}, "
+          f"torch {torch.__version__} | B={args.batch}, I={args.input_size}")
+    print("| cell | dtype | H | T | numba ms | torch ms | torch/numba |")
+    print("|---|---|---|---|---:|---:|---:|")
+    for dtype in (torch.float32, torch.float64):
+        for cell in cells:
+            for T in lengths:
+                for H in hidden:
+                    numba_call, torch_call = make_case(cell, H, T, args.batch, args.input_size,
+                                                       dtype)
+                    t_numba = median_time(numba_call, min_time, min_reps, max_reps)
+                    t_torch = median_time(torch_call, min_time, min_reps, max_reps)
+                    print(f"| {cell} | {str(dtype).removeprefix('torch.')} | {H} | {T} | "
+                          f"{1e3 * t_numba:.2f} | {1e3 * t_torch:.2f} | "
+                          f"{t_torch / t_numba:.2f} |", flush=True)
+    blas_limit.restore_original_limits()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Elementwise activations for the plain RNN cell, each with sup|f'| for the gradient bound.
+
+The BPTT bound ||delta_k|| <= ||delta_t|| (beta_W beta_f)^(t-k) (SCIENCE.md §1) needs
+beta_f = sup|f'|, so an activation is registered together with that number.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Activation:
+    name: str
+    fn: Callable[[torch.Tensor], torch.Tensor]  # elementwise, differentiable by autograd
+    derivative_bound: float                      # sup |f'(x)|
+
+
+_ACTIVATIONS: dict[str, Activation] = {}
+
+
+def register_activation(name: str, fn: Callable, derivative_bound: float,
+                        overwrite: bool = False) -> Callable:
+    """Make `name` usable as `RunConfig.activation` (for cells that accept an activation)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"activation name must be a non-empty string, got {name!r}")
+    if not callable(fn):
+        raise ValueError(f"activation {name!r}: fn must be callable, got {type(fn).__name__}")
+    bound = float(derivative_bound)
+    if not (bound > 0 and math.isfinite(bound)):
+        raise ValueError(f"activation {name!r}: derivative_bound must be > 0 and finite, got {bound}")
+    if name in _ACTIVATIONS and not overwrite:
+        raise ValueError(f"activation {name!r} is already registered")
+    _ACTIVATIONS[name] = Activation(name, fn, bound)
+    return fn
+
+
+def activations() -> list[str]:
+    return list(_ACTIVATIONS)
+
+
+def get_activation(name: str) -> Activation:
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"field 'activation': unknown value {name!r}; allowed: {sorted(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]
+
+
+def derivative_bound(name: str) -> float:
+    """sup |f'| of a registered activation (beta_f in the gradient bound)."""
+    return get_activation(name).derivative_bound
+
+
+def identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+# nn.RNN runs tanh and relu fused; every other name goes through the hand-written loop
+register_activation("tanh", torch.tanh, 1.0)
+register_activation("relu", torch.relu, 1.0)
+register_activation("sigmoid", torch.sigmoid, 0.25)
+register_activation("identity", identity, 1.0)
+register_activation("softsign", F.softsign, 1.0)      # x / (1 + |x|): f'(0) = 1
+register_activation("leaky_relu", F.leaky_relu, 1.0)  # slope 0.01 below zero

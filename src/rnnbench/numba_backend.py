@@ -1,0 +1,202 @@
+"""CPU training through the Numba reference kernels: forward, BPTT, clipping and the optimiser
+update, all in numpy/Numba. Same seed and init as the torch backend (the starting weights come
+from the same torch model), and the same update rules as torch.optim, so in float64 the two
+learning curves agree to rounding (tests/test_numba_backend.py).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import reference
+from .backends import build_initialised_model
+from .config import RunConfig
+from .tasks.losses import loss_grad, numpy_loss
+
+RNN_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+class NumbaBackend:
+    name = "numba"
+    device = "cpu"
+
+    def __init__(self, cfg: RunConfig, task):
+        self.cfg, self.task = cfg, task
+        self.dtype = np.float64 if cfg.dtype == "float64" else np.float32
+        self.model = build_initialised_model(cfg, task).double()  # kept for shared helpers
+        rnn, head = self.model.rnn, self.model.head
+        self.params = {k: _numpy(getattr(rnn, f"{k}_l0"), self.dtype) for k in RNN_KEYS}
+        self.params["head_weight"] = _numpy(head.weight, self.dtype)
+        self.params["head_bias"] = _numpy(head.bias, self.dtype)
+        self.hidden = rnn.hidden_size
+        self.optimizer = _Optimizer(cfg, self.params)
+
+    # --- forward and readout ------------------------------------------------------------
+    def _rnn_params(self):
+        return {k: self.params[k] for k in RNN_KEYS}
+
+    def _zeros(self, batch):
+        return np.zeros((batch, self.hidden), dtype=self.dtype)
+
+    def _states(self, x):
+        xt = np.ascontiguousarray(np.asarray(x, dtype=self.dtype).transpose(1, 0, 2))
+        h0 = self._zeros(xt.shape[1])
+        c0 = h0.copy() if self.cfg.cell == "lstm" else None
+        return reference.forward_states(self.cfg.cell, self._rnn_params(), xt, h0, c0,
+                                        activation=self.cfg.activation)
+
+    def _readout(self, h):
+        """h (L, B, H) -> outputs shaped like the torch model's: (B, C) or (B, L, C)."""
+        w, b = self.params["head_weight"], self.params["head_bias"]
+        if self.task.per_step:
+            return (h @ w.T + b).transpose(1, 0, 2)
+        return h[-1] @ w.T + b
+
+    def predict(self, x, chunk: int = 1024):
+        outs = [self._readout(self._states(x[i:i + chunk]).h) for i in range(0, len(x), chunk)]
+        return np.concatenate(outs).astype(np.float64)
+
+    # --- one optimisation step ----------------------------------------------------------
+    def gradients(self, batch):
+        """Loss and the gradient of every parameter (head included) for one batch."""
+        states = self._states(batch.x)
+        h = states.h
+        out = self._readout(h)
+        kind = self.task.loss_kind
+        loss = float(numpy_loss(kind, out, batch.y))
+        d_out = np.asarray(loss_grad(kind, out, batch.y), dtype=self.dtype).reshape(out.shape)
+        w = self.params["head_weight"]
+        grad_h = np.zeros_like(h)
+        if self.task.per_step:
+            d_out_t = np.ascontiguousarray(d_out.transpose(1, 0, 2))     # (L, B, C)
+            grad_h[:] = d_out_t @ w
+            head_w = np.einsum("lbc,lbh->ch", d_out_t, h)
+            head_b = d_out_t.sum(axis=(0, 1))
+        else:
+            grad_h[-1] = d_out @ w
+            head_w, head_b = d_out.T @ h[-1], d_out.sum(axis=0)
+        grads = reference.backward(states, grad_h)
+        grads = {k: grads[k] for k in RNN_KEYS}
+        grads["head_weight"], grads["head_bias"] = head_w, head_b
+        return loss, grads
+
+    def step(self, batch):
+        loss, grads = self.gradients(batch)
+        grad_norm, clipped = _clip(grads, self.cfg)
+        if math.isfinite(grad_norm):
+            self.optimizer.update(self.params, grads)
+        return loss, grad_norm, clipped
+
+    # --- measurements -------------------------------------------------------------------
+    def sync_model(self):
+        """Copy the current weights into the float64 torch twin (for shared measurements)."""
+        import torch
+        rnn, head = self.model.rnn, self.model.head
+        with torch.no_grad():
+            for k in RNN_KEYS:
+                getattr(rnn, f"{k}_l0").copy_(torch.from_numpy(self.params[k].astype(np.float64)))
+            head.weight.copy_(torch.from_numpy(self.params["head_weight"].astype(np.float64)))
+            head.bias.copy_(torch.from_numpy(self.params["head_bias"].astype(np.float64)))
+        return self.model
+
+    def spectral_radius(self) -> float:
+        from . import models
+        return float(models.spectral_radius(self.sync_model()))
+
+    def n_params(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    def gradflow(self, batch, phase, step):
+        from .diagnostics import gradient_flow
+        states = self._states(batch.x)
+        out = self._readout(states.h)
+        d_out = np.asarray(loss_grad(self.task.loss_kind, out, batch.y), dtype=np.float64)
+        d_last = d_out[:, -1] if self.task.per_step else d_out
+        grad_last = d_last.reshape(len(batch.x), -1) @ self.params["head_weight"].astype(np.float64)
+        params = {k: v.astype(np.float64) for k, v in self._rnn_params().items()}
+        return gradient_flow(self.cfg, params, batch.x, grad_last, phase, step)
+
+    def state_dict(self):
+        return {"params": {k: v.copy() for k, v in self.params.items()},
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state):
+        self.params = {k: np.array(v, dtype=self.dtype) for k, v in state["params"].items()}
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _numpy(tensor, dtype):
+    return np.ascontiguousarray(tensor.detach().cpu().numpy().astype(dtype))
+
+
+def _clip(grads: dict, cfg) -> tuple[float, bool]:
+    """The same rule as `rnnbench.clip.clip_`: norm measured in float64 before clipping."""
+    norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
+    if cfg.clip == "none" or not math.isfinite(norm):
+        return norm, False
+    theta = cfg.clip_threshold
+    if cfg.clip == "norm":
+        if norm <= theta:
+            return norm, False
+        for g in grads.values():
+            g *= theta / norm
+        return norm, True
+    clipped = any(bool(np.any(np.abs(g) > theta)) for g in grads.values())
+    for g in grads.values():
+        np.clip(g, -theta, theta, out=g)
+    return norm, clipped
+
+
+class _Optimizer:
+    """torch.optim's SGD / SGD+momentum / Adam / RMSprop update rules, in place on numpy."""
+
+    def __init__(self, cfg: RunConfig, params: dict):
+        self.cfg = cfg
+        self.t = 0
+        self.slots = {name: {k: np.zeros_like(v) for k, v in params.items()}
+                      for name in self._slot_names()}
+
+    def _slot_names(self):
+        return {"sgd": (), "momentum": ("buf",), "adam": ("m", "v"),
+                "rmsprop": ("sq",)}[self.cfg.optimizer]
+
+    def update(self, params, grads):
+        cfg, lr = self.cfg, self.cfg.lr
+        self.t += 1
+        for k, p in params.items():
+            g = grads[k]
+            if cfg.optimizer == "sgd":
+                p -= lr * g
+            elif cfg.optimizer == "momentum":
+                buf = self.slots["buf"][k]
+                if self.t == 1:
+                    buf[:] = g                       # torch starts the buffer at the gradient
+                else:
+                    buf *= cfg.momentum
+                    buf += g
+                p -= lr * buf
+            elif cfg.optimizer == "adam":
+                beta1, beta2, eps = cfg.momentum, 0.999, 1e-8
+                m, v = self.slots["m"][k], self.slots["v"][k]
+                m *= beta1
+                m += (1 - beta1) * g
+                v *= beta2
+                v += (1 - beta2) * g * g
+                step_size = lr / (1 - beta1 ** self.t)
+                denom = np.sqrt(v) / math.sqrt(1 - beta2 ** self.t) + eps
+                p -= step_size * (m / denom)
+            else:  # rmsprop
+                alpha, eps = cfg.momentum, 1e-8
+                sq = self.slots["sq"][k]
+                sq *= alpha
+                sq += (1 - alpha) * g * g
+                p -= lr * g / (np.sqrt(sq) + eps)
+
+    def state_dict(self):
+        return {"t": self.t, "slots": {n: {k: v.copy() for k, v in s.items()}
+                                       for n, s in self.slots.items()}}
+
+    def load_state_dict(self, state):
+        self.t = state["t"]
+        self.slots = {n: {k: np.array(v) for k, v in s.items()} for n, s in state["slots"].items()}

@@ -1,0 +1,245 @@
+"""Figures of a study (seaborn on matplotlib's Agg canvas; no pyplot state, safe in workers).
+
+Each function takes the aggregated tables and a path stem and writes `stem.png` and `stem.pdf`
+atomically. Empty inputs give a figure with a note instead of an error.
+
+- success_vs_T     success rate vs T per method, Wilson 95% bars (Pascanu et al. 2013, Fig. 7)
+- learning_curves  eval loss vs step per (task, T) panel, median over seeds with min-max band,
+                   the task's baseline loss dashed
+- grad_norms       gradient norm before clipping vs step, the clipping threshold dotted
+- gradflow_vs_lag  ||dL/dh_{T-k}|| / ||dL/dh_T|| vs lag k at the start and end of training,
+                   with the bound (beta_W beta_f)^k dashed
+"""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from . import records
+from .aggregate import key_columns, success_table
+
+MAX_POINTS = 400  # per line: long curves are thinned to about this many steps
+
+
+# --- shared helpers --------------------------------------------------------------------------
+def _figure(n_panels: int = 1, ncols: int = 3, size=(4.2, 3.2)):
+    ncols = max(1, min(ncols, n_panels))
+    nrows = max(1, math.ceil(n_panels / ncols))
+    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, list(axes[:max(n_panels, 1)])
+
+
+def save(fig: Figure, path_stem) -> list[Path]:
+    """Write `path_stem`.png and .pdf atomically (rendered in memory, then renamed into place)."""
+    stem = Path(path_stem)
+    paths = []
+    for fmt in ("png", "pdf"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=150)
+        paths.append(records.write_bytes(buf.getvalue(), stem.with_name(f"{stem.name}.{fmt}")))
+    return paths
+
+
+def _empty(path_stem, title: str, note: str) -> list[Path]:
+    fig, (ax,) = _figure(1)
+    ax.set_title(title)
+    ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return save(fig, path_stem)
+
+
+def line_labels(runs: pd.DataFrame) -> pd.Series:
+    """Legend entry of each run: the method, plus other varying fields except task, T and seed
+    (e.g. `tanh-RNN, clip=none`). Indexed by run_id."""
+    extra = [c for c in key_columns(runs) if c not in ("method", "task", "T")]
+    labels = runs["method"].astype(str) if "method" in runs else pd.Series("run", runs.index)
+    for c in extra:
+        labels = labels + f", {c}=" + runs[c].astype(str)
+    return pd.Series(labels.values, index=runs["run_id"].values)
+
+
+def _palette(labels) -> dict:
+    order = list(pd.unique(pd.Series(labels)))
+    return dict(zip(order, sns.color_palette("colorblind", len(order))))
+
+
+def _panels(runs: pd.DataFrame) -> list[tuple]:
+    """(task, T) pairs, in order; one panel each."""
+    cols = [c for c in ("task", "T") if c in runs]
+    return list(runs[cols].drop_duplicates().sort_values(cols).itertuples(index=False, name=None))
+
+
+def _panel_title(runs, key) -> str:
+    many_tasks = "task" in runs and runs["task"].nunique() > 1
+    task, T = key
+    return f"{task}, T={T}" if many_tasks else f"T={T}"
+
+
+def _with_runs(df: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Join a per-step table with the run's task, T, line label and thresholds."""
+    info = runs[["run_id", "task", "T"]].copy()
+    info["line"] = line_labels(runs).values
+    for c in ("clip", "clip_threshold", "baseline_loss"):
+        if c in runs:
+            info[c] = runs[c].values
+    return df.merge(info, on="run_id", how="inner")
+
+
+def _thin(df: pd.DataFrame, column: str = "step") -> pd.DataFrame:
+    """Keep about MAX_POINTS distinct steps (every k-th one) so long runs stay cheap to draw."""
+    steps = np.sort(df[column].unique())
+    if len(steps) <= MAX_POINTS:
+        return df
+    keep = steps[:: math.ceil(len(steps) / MAX_POINTS)]
+    return df[df[column].isin(keep)]
+
+
+def _positive(s: pd.Series) -> pd.Series:
+    """Values that a log axis can show: finite and > 0, the rest NaN."""
+    s = pd.to_numeric(s, errors="coerce").astype(float)
+    return s.where(np.isfinite(s) & (s > 0))
+
+
+# --- figures ---------------------------------------------------------------------------------
+def success_vs_T(runs: pd.DataFrame, path_stem) -> list[Path]:
+    """Success rate vs T, one line per method, Wilson 95% error bars; one panel per task."""
+    title = "Success rate vs sequence length"
+    if runs.empty:
+        return _empty(path_stem, title, "no finished runs")
+    table = success_table(runs)
+    labelled = runs.assign(line=line_labels(runs).values)
+    # one line label per configuration row of the success table
+    keys = [c for c in key_columns(runs) if c not in ("task", "T")]
+    table = table.merge(labelled[keys + ["line"]].drop_duplicates(keys), on=keys, how="left")
+    tasks = list(pd.unique(table["task"]))
+    fig, axes = _figure(len(tasks))
+    palette = _palette(labelled["line"])
+    lines = list(palette)
+    for ax, task in zip(axes, tasks):
+        sub = table[table["task"] == task]
+        for i, line in enumerate(lines):
+            g = sub[sub["line"] == line].sort_values("T")
+            if g.empty:
+                continue
+            dodge = 1 + 0.02 * (i - (len(lines) - 1) / 2)  # keep error bars apart
+            ax.errorbar(g["T"] * dodge, g["success_rate"],
+                        yerr=[g["success_rate"] - g["wilson_lo"],
+                              g["wilson_hi"] - g["success_rate"]],
+                        marker="o", capsize=3, color=palette[line], label=line)
+        ax.set_xscale("log")
+        Ts = sorted(sub["T"].unique())
+        ax.set_xticks(Ts, [str(t) for t in Ts])
+        ax.minorticks_off()
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel("sequence length T")
+        ax.set_ylabel("success rate (Wilson 95%)")
+        ax.set_title(task if len(tasks) > 1 else title)
+        ax.legend(fontsize="small")
+    return save(fig, path_stem)
+
+
+def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame, path_stem) -> list[Path]:
+    """Eval loss vs step; one panel per (task, T), one line per method (median over seeds,
+    min-max band), the task's baseline loss dashed; log y."""
+    title = "Evaluation loss"
+    data = pd.DataFrame() if curves.empty or runs.empty else _with_runs(curves, runs)
+    if not data.empty:
+        data = data.assign(eval_loss=_positive(data["eval_loss"])).dropna(subset=["eval_loss"])
+    if data.empty:
+        return _empty(path_stem, title, "no evaluation points")
+    return _per_panel(data, runs, "eval_loss", "eval loss", path_stem, _baseline)
+
+
+def grad_norms(curves: pd.DataFrame, runs: pd.DataFrame, path_stem) -> list[Path]:
+    """Gradient norm before clipping vs step (median over seeds, min-max band), log y; the
+    clipping threshold dotted in panels where norm clipping is on."""
+    title = "Gradient norm before clipping"
+    data = pd.DataFrame() if curves.empty or runs.empty else _with_runs(curves, runs)
+    if not data.empty:
+        data = data.assign(grad_norm=_positive(data["grad_norm"])).dropna(subset=["grad_norm"])
+    if data.empty:
+        return _empty(path_stem, title, "no gradient norms recorded")
+    return _per_panel(_thin(data), runs, "grad_norm", "‖∇‖ before clipping", path_stem,
+                      _clip_threshold)
+
+
+def _per_panel(data, runs, y, ylabel, path_stem, decorate):
+    panels = _panels(runs[runs["run_id"].isin(data["run_id"])])
+    fig, axes = _figure(len(panels))
+    palette = _palette(line_labels(runs))
+    for ax, key in zip(axes, panels):
+        sub = data[(data["task"] == key[0]) & (data["T"] == key[1])]
+        sns.lineplot(data=sub, x="step", y=y, hue="line", palette=palette, estimator="median",
+                     errorbar=("pi", 100), ax=ax)
+        decorate(ax, sub)
+        ax.set_yscale("log")
+        ax.set_title(_panel_title(runs, key))
+        ax.set_ylabel(ylabel)
+        if ax.get_legend() is not None:
+            ax.legend(fontsize="small")
+    return save(fig, path_stem)
+
+
+def _baseline(ax, sub):
+    if "baseline_loss" in sub and sub["baseline_loss"].notna().any():
+        ax.axhline(sub["baseline_loss"].dropna().iloc[0], color="0.3", ls="--", lw=1,
+                   label="baseline")
+
+
+def _clip_threshold(ax, sub):
+    if "clip" not in sub:
+        return
+    for thr in sorted(sub.loc[sub["clip"] == "norm", "clip_threshold"].dropna().unique()):
+        ax.axhline(thr, color="0.3", ls=":", lw=1, label=f"clip threshold {thr:g}")
+
+
+def gradflow_vs_lag(gradflow: pd.DataFrame, runs: pd.DataFrame, path_stem) -> list[Path]:
+    """||dL/dh_{T-k}|| relative to lag 0 vs lag k per method (median over seeds), at the start
+    and end of training; the bound (beta_W beta_f)^k dashed in the method's colour; log y.
+    Rows: (task, T); columns: phase."""
+    title = "Gradient flow vs lag"
+    data = pd.DataFrame() if gradflow.empty or runs.empty else _with_runs(gradflow, runs)
+    if not data.empty:
+        data = data[data["phase"].isin(["start", "end"])]
+    if data.empty:
+        return _empty(path_stem, title, "no gradient-flow profiles recorded")
+    data = data.assign(grad_norm=_positive(data["grad_norm"]), bound=_positive(data["bound"]))
+    ref = (data.sort_values("lag").groupby(["run_id", "phase"])["grad_norm"].first()
+           .rename("ref"))
+    data = data.join(ref, on=["run_id", "phase"])
+    data["relative"] = data["grad_norm"] / data["ref"]
+    phases = [p for p in ("start", "end") if p in set(data["phase"])]
+    panels = _panels(runs[runs["run_id"].isin(data["run_id"])])
+    fig, axes = _figure(len(panels) * len(phases), ncols=len(phases))
+    palette = _palette(line_labels(runs))
+    for i, key in enumerate(panels):
+        for j, phase in enumerate(phases):
+            ax = axes[i * len(phases) + j]
+            sub = data[(data["task"] == key[0]) & (data["T"] == key[1]) & (data["phase"] == phase)]
+            med = sub.groupby(["line", "lag"], sort=False)[["relative", "bound"]].median()
+            for line, g in med.groupby(level="line", sort=False):
+                g = g.droplevel("line").sort_index()
+                ax.plot(g.index, g["relative"], color=palette[line], label=line)
+                if g["bound"].notna().any():
+                    ax.plot(g.index, g["bound"], color=palette[line], ls="--", lw=1)
+            finite = sub["relative"].dropna()
+            ax.set_yscale("log")
+            if len(finite):  # the bound may explode: keep the axis on the measured norms
+                ax.set_ylim(finite.min() / 10, max(finite.max(), 1) * 10)
+            ax.set_xlabel("lag k")
+            ax.set_ylabel("‖∂L/∂h_{T−k}‖ / ‖∂L/∂h_T‖")
+            ax.set_title(f"{_panel_title(runs, key)}, {phase} of training")
+            ax.legend(fontsize="small", title="dashed: (β_W β_f)^k", title_fontsize="small")
+    return save(fig, path_stem)

@@ -1,0 +1,119 @@
+"""Result files: provenance, atomic writes, and the layout of one run's folder.
+
+A run folder holds `curve.parquet`, `gradflow.parquet` and, written last, `summary.parquet`:
+a folder without a readable summary is an unfinished run, never a result.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+RUN_FILES = ("curve.parquet", "gradflow.parquet", "summary.parquet")  # summary last
+
+
+def _atomic(path: Path, write) -> Path:
+    """Write to a temp file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_parquet(df: pd.DataFrame, path) -> Path:
+    return _atomic(path, lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def write_csv(df: pd.DataFrame, path) -> Path:
+    return _atomic(path, lambda tmp: df.to_csv(tmp, index=False))
+
+
+def write_text(text: str, path) -> Path:
+    return _atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_bytes(data: bytes, path) -> Path:
+    return _atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def write_run(out_dir, summary: dict, curve: pd.DataFrame, gradflow: pd.DataFrame) -> Path:
+    """Write one run's three files; the summary goes last so that it marks completion."""
+    out_dir = Path(out_dir)
+    write_parquet(curve, out_dir / "curve.parquet")
+    write_parquet(gradflow, out_dir / "gradflow.parquet")
+    write_parquet(pd.DataFrame([summary]), out_dir / "summary.parquet")
+    return out_dir
+
+
+def read_run_file(path) -> pd.DataFrame:
+    """Read one result file; a truncated or corrupt file raises a ValueError naming it."""
+    path = Path(path)
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise ValueError(f"result file missing: {path}") from None
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise ValueError(f"corrupt or truncated result file {path}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _git_state() -> tuple[str, bool]:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or "unknown"
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                    cwd=root, capture_output=True, text=True,
+                                    timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+    return commit, dirty
+
+
+def provenance(device: str = "cpu") -> dict:
+    """Versions, git commit, device and host: recorded with every result row."""
+    import numpy
+    import torch
+
+    import rnnbench
+    try:
+        import numba
+        numba_version = numba.__version__
+    except ImportError:  # pragma: no cover - numba is a dependency
+        numba_version = "missing"
+    commit, dirty = _git_state()
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device_name = torch.cuda.get_device_name(torch.device(device))
+    else:
+        device_name = platform.processor() or platform.machine()
+    return {
+        "prov_rnnbench": rnnbench.__version__,
+        "prov_torch": torch.__version__,
+        "prov_numpy": numpy.__version__,
+        "prov_numba": numba_version,
+        "prov_python": sys.version.split()[0],
+        "prov_git_commit": commit,
+        "prov_git_dirty": dirty,
+        "prov_device": device,
+        "prov_device_name": device_name,
+        "prov_host": socket.gethostname(),
+        "prov_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,73 @@
+"""Numba reference kernels: forward pass and exact BPTT for the rnn, lstm and gru cells.
+
+They serve as the float64 oracle that the torch models are tested against, as the CPU training
+backend (float32), and as the engine of the gradient-flow diagnostics. Conventions are
+PyTorch's exactly (SCIENCE.md §2): parameter shapes (G·H × I), (G·H × H), (G·H,); LSTM gate rows
+i, f, g, o; GRU rows r, z, n with n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)) and
+h' = (1 − z) ⊙ n + z ⊙ h; inputs time-major x (T, B, I), states (B, H).
+
+Public API
+    h, grads = forward_backward(cell, params, x, h0, grad_h, c0=None, activation="tanh")
+    h        = forward(cell, params, x, h0, c0=None, activation="tanh")
+    states   = forward_states(cell, params, x, h0, c0=None, activation="tanh")
+    grads    = backward(states, grad_h, return_dh=False)
+    profile  = jacobian_profile(cell, params, x, h0, c0=None, activation="tanh", grad_last=None)
+
+`grad_h` (T, B, H) is dLoss/dh_t for every output state (the external gradient); BPTT adds the
+recurrent part. `grads` has weight_ih, weight_hh, bias_ih, bias_hh, x, h0 (and c0 for lstm), in
+the shapes of the corresponding inputs. Every array must share one dtype, float32 or float64;
+the kernels compute in that dtype. Bad input raises ValueError naming the argument.
+
+Compilation: each kernel compiles once per dtype on first use and is cached on disk
+(`cache=True`, `NUMBA_CACHE_DIR` to move the cache). From a clean cache, compiling all 12 kernels
+(3 cells × forward/backward × 2 dtypes) took COMPILE_TIME_PLACEHOLDER on the 2-core development
+machine; a cached import-and-first-call costs well under a second. See docs/performance.md.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import gru, lstm, rnn
+from ._common import (CELLS, PARAM_KEYS, RNN_ACTIVATIONS, ForwardStates, check_grad_h,
+                      check_inputs)
+from .diagnostics import jacobian_profile
+
+__all__ = ["CELLS", "RNN_ACTIVATIONS", "PARAM_KEYS", "ForwardStates", "forward",
+           "forward_states", "backward", "forward_backward", "jacobian_profile"]
+
+_CELL_MODULES = {"rnn": rnn, "lstm": lstm, "gru": gru}
+
+
+def forward_states(cell, params, x, h0=None, c0=None, activation="tanh") -> ForwardStates:
+    """Forward pass that keeps what BPTT needs: h for every step, plus (lstm) c and the gate
+    activations, (gru) the gate activations and W_hn h + b_hn. See `ForwardStates`."""
+    cell, activation, params, x, h0, c0 = check_inputs(cell, params, x, h0, c0, activation)
+    h, c, gates, hn = _CELL_MODULES[cell].forward(params, x, h0, c0, activation)
+    return ForwardStates(cell, activation, params, x, h0, c0, h, c, gates, hn)
+
+
+def forward(cell, params, x, h0=None, c0=None, activation="tanh") -> np.ndarray:
+    """Every output hidden state h (T, B, H). For the lstm cell states use `forward_states`."""
+    return forward_states(cell, params, x, h0, c0, activation).h
+
+
+def backward(states: ForwardStates, grad_h, return_dh: bool = False) -> dict:
+    """BPTT from saved forward states and the external gradient grad_h = dLoss/dh_t (T, B, H).
+
+    Returns the gradients dict. With return_dh=True it also holds "dh": (T, B, H) the total
+    dLoss/dh_t at every step (external plus recurrent part; c_t held fixed for the lstm), which
+    the gradient-flow diagnostics read as ‖∂L/∂h_t‖.
+    """
+    grad_h = check_grad_h(grad_h, states)
+    T, B, H = states.h.shape
+    dh_trace = np.empty((T if return_dh else 0, B, H), dtype=states.x.dtype)
+    grads = _CELL_MODULES[states.cell].backward(states, grad_h, dh_trace)
+    if return_dh:
+        grads["dh"] = dh_trace
+    return grads
+
+
+def forward_backward(cell, params, x, h0, grad_h, c0=None, activation="tanh"):
+    """One forward pass and its BPTT: returns (h (T, B, H), grads dict)."""
+    states = forward_states(cell, params, x, h0, c0, activation)
+    return states.h, backward(states, grad_h)

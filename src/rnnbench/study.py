@@ -1,0 +1,200 @@
+"""Studies: one YAML file -> the list of runs it asks for (methods x axes x seeds).
+
+Every run is built as a validated `RunConfig` when the study is loaded, so a typo in a field
+name or an impossible value stops the study before anything trains, with a message naming the
+study, the method and the field.
+
+    study: default                    # name; also the results folder
+    description: "..."
+    seeds: 3                          # n -> [0, .., n-1], or an explicit list
+    fixed: {task: adding, ...}        # run fields shared by every run
+    methods: {LSTM: {cell: lstm}}     # name -> run-field overrides (default: one method "default")
+    axes: {T: [10, 50]}               # field -> values, crossed with each other
+    exclude: [{method: LSTM, T: 10}]  # drop runs matching every key of one entry
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .config import RunConfig, field_names
+
+TOP_LEVEL_KEYS = ("study", "description", "seeds", "fixed", "methods", "axes", "exclude",
+                  "results_dir")
+RESERVED = ("seed", "method")  # set by `seeds` and `methods`, never by fixed/overrides/axes
+
+
+@dataclass
+class Study:
+    name: str
+    description: str = ""
+    seeds: list = field(default_factory=lambda: [0])
+    fixed: dict = field(default_factory=dict)
+    methods: dict = field(default_factory=lambda: {"default": {}})
+    axes: dict = field(default_factory=dict)
+    exclude: list = field(default_factory=list)
+    results_dir: str = "results"
+
+    def runs(self) -> list[RunConfig]:
+        """methods x product(axes) x seeds, excluded combinations dropped; each one validated."""
+        runs, labels = [], {}
+        for method, overrides in self.methods.items():
+            for combo in itertools.product(*self.axes.values()):
+                axis_values = dict(zip(self.axes, combo))
+                for seed in self.seeds:
+                    values = {**self.fixed, **overrides, **axis_values, "seed": seed,
+                              "method": method}
+                    if self._excluded(values):
+                        continue
+                    label = _label(method, axis_values, seed)
+                    cfg = _build(values, f"study '{self.name}', method '{method}' ({label})")
+                    run_id = cfg.run_id()
+                    if run_id in labels:
+                        raise ValueError(
+                            f"study '{self.name}': runs {labels[run_id]} and {label} are the same "
+                            f"run (id {run_id}); remove the duplicate axis value, seed or method")
+                    labels[run_id] = label
+                    runs.append(cfg)
+        if not runs:
+            raise ValueError(f"study '{self.name}': 'exclude' removes every run")
+        return runs
+
+    def table(self) -> pd.DataFrame:
+        """One row per run: run_id, label, then every RunConfig field as a result column."""
+        rows = [{"run_id": cfg.run_id(), "label": self.label(cfg), **cfg.record()}
+                for cfg in self.runs()]
+        return pd.DataFrame(rows, columns=["run_id", "label", *field_names()])
+
+    def label(self, cfg: RunConfig) -> str:
+        """Readable name of a run: method, swept axis values, seed (`LSTM/T=100/seed=0`)."""
+        return _label(cfg.method, {k: getattr(cfg, k) for k in self.axes}, cfg.seed)
+
+    def swept(self) -> list[str]:
+        """Fields that differ between runs by construction: method, the axes, seed."""
+        return ["method", *self.axes, "seed"]
+
+    def _excluded(self, values: dict) -> bool:
+        defaults = {f.name: f.default for f in fields(RunConfig)}
+        return any(all(values.get(k, defaults.get(k)) == v for k, v in entry.items())
+                   for entry in self.exclude)
+
+
+def load_study(source) -> Study:
+    """Read a study from a YAML path or a dict (e.g. Snakemake's `config`), check its shape and
+    build every run, so that all validation errors surface here."""
+    if isinstance(source, (str, Path)):
+        with open(source) as f:
+            data = yaml.safe_load(f)
+        where = f"study file {source}"
+    else:
+        data, where = source, "study config"
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown top-level key(s) {unknown}; "
+                         f"allowed: {list(TOP_LEVEL_KEYS)}")
+    name = data.get("study")
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise ValueError(f"{where}: 'study' must be a non-empty name usable as a folder, "
+                         f"got {name!r}")
+    where = f"study '{name}'"
+    study = Study(
+        name=name,
+        description=str(data.get("description") or ""),
+        seeds=_seeds(data.get("seeds", 1), where),
+        fixed=_fields(data.get("fixed") or {}, f"{where}: fixed"),
+        methods=_methods(data.get("methods"), where),
+        axes=_axes(data.get("axes") or {}, where),
+        exclude=_exclude(data.get("exclude") or [], where),
+        results_dir=str(data.get("results_dir", "results")),
+    )
+    study.runs()  # validate every run now
+    return study
+
+
+# --- helpers -------------------------------------------------------------------------------
+def _build(values: dict, where: str) -> RunConfig:
+    try:
+        return RunConfig.from_dict(values, where=where)
+    except ValueError as exc:  # value checks in config.validate do not know `where`
+        msg = str(exc)
+        raise ValueError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+
+
+def _label(method: str, axis_values: dict, seed: int) -> str:
+    parts = [method, *(f"{k}={_fmt(v)}" for k, v in axis_values.items()), f"seed={seed}"]
+    return "/".join(parts)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return str(value)
+
+
+def _seeds(seeds, where) -> list[int]:
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds <= 0:
+            raise ValueError(f"{where}: 'seeds' must be a positive count or a list, got {seeds}")
+        return list(range(seeds))
+    if isinstance(seeds, list) and seeds and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"{where}: 'seeds' lists a seed twice: {seeds}")
+        return list(seeds)
+    raise ValueError(f"{where}: 'seeds' must be a positive int n (seeds 0..n-1) or a non-empty "
+                     f"list of integers >= 0, got {seeds!r}")
+
+
+def _fields(values, where, allow_reserved=False) -> dict:
+    """Check that `values` maps run-field names to values (types are checked by RunConfig)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a mapping of run fields, got {values!r}")
+    unknown = sorted(set(values) - set(field_names()))
+    if unknown:
+        raise ValueError(f"{where}: unknown run field(s) {unknown}; allowed: {field_names()}")
+    reserved = sorted(set(values) & set(RESERVED)) if not allow_reserved else []
+    if reserved:
+        raise ValueError(f"{where}: {reserved} cannot be set here; "
+                         "seeds come from 'seeds' and method names from 'methods'")
+    return dict(values)
+
+
+def _methods(methods, where) -> dict:
+    if methods is None:
+        return {"default": {}}
+    if not isinstance(methods, dict) or not methods:
+        raise ValueError(f"{where}: 'methods' must be a non-empty mapping name -> overrides")
+    out = {}
+    for name, overrides in methods.items():
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"{where}: method name {name!r} must be a non-empty string "
+                             "without '/'")
+        out[name] = _fields(overrides or {}, f"{where}, method '{name}'")
+    return out
+
+
+def _axes(axes, where) -> dict:
+    if not isinstance(axes, dict):
+        raise ValueError(f"{where}: 'axes' must be a mapping field -> list of values")
+    _fields(axes, f"{where}: axes")
+    for name, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"{where}: axis '{name}' must be a non-empty list, got {values!r}")
+    return {k: list(v) for k, v in axes.items()}
+
+
+def _exclude(entries, where) -> list[dict]:
+    if not isinstance(entries, list):
+        raise ValueError(f"{where}: 'exclude' must be a list of partial run fields")
+    for i, entry in enumerate(entries):
+        _fields(entry, f"{where}: exclude[{i}]", allow_reserved=True)
+        if not entry:
+            raise ValueError(f"{where}: exclude[{i}] is empty and would drop every run")
+    return [dict(e) for e in entries]

@@ -1,0 +1,31 @@
+# All run folders of the study -> runs/curves/gradflow tables and the summary tables.
+from rnnbench.aggregate import aggregate_study
+
+
+rule aggregate:
+    input:
+        curves=run_files("curve"),
+        gradflow=run_files("gradflow"),
+        summaries=run_files("summary"),
+    output:
+        runs=f"{RESULTS}/{{study}}/runs.parquet",
+        curves=f"{RESULTS}/{{study}}/curves.parquet",
+        gradflow=f"{RESULTS}/{{study}}/gradflow.parquet",
+        success=report(
+            f"{RESULTS}/{{study}}/tables/success.csv",
+            caption="../report/success_table.rst",
+            category="Tables",
+        ),
+        success_md=f"{RESULTS}/{{study}}/tables/success.md",
+        longest_T=report(
+            f"{RESULTS}/{{study}}/tables/longest_T.csv",
+            caption="../report/longest_T_table.rst",
+            category="Tables",
+        ),
+        longest_T_md=f"{RESULTS}/{{study}}/tables/longest_T.md",
+    log:
+        f"{RESULTS}/{{study}}/logs/aggregate.log",
+    localrule: True
+    run:
+        with logged(log[0]):
+            aggregate_study(f"{RESULTS}/{wildcards.study}", STUDY)

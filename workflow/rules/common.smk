@@ -1,0 +1,60 @@
+# Configuration, the study's runs and path helpers shared by the rules.
+import contextlib
+import json
+import re
+import shlex
+import traceback
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from rnnbench.study import load_study
+
+
+# The schema checks the shape and types (and fills defaults); load_study then builds and
+# validates every RunConfig, so a bad field stops the workflow before any job starts.
+validate(config, "../schemas/config.schema.yaml")
+STUDY = load_study(config)
+RUNS = {cfg.run_id(): cfg for cfg in STUDY.runs()}
+RESULTS = config["results_dir"].rstrip("/")
+STUDY_DIR = f"{RESULTS}/{STUDY.name}"
+FIGURES = ("success_vs_T", "learning_curves", "grad_norms", "gradflow_vs_lag")
+TABLES = ("success", "longest_T")
+
+
+wildcard_constraints:
+    study=re.escape(STUDY.name),
+    run_id="[0-9a-f]{12}",
+
+
+def run_files(name):
+    """Input function: `name`.parquet of every run of the study."""
+
+    def files(wildcards):
+        return [f"{RESULTS}/{wildcards.study}/runs/{r}/{name}.parquet" for r in RUNS]
+
+    return files
+
+
+def run_config_json(wildcards):
+    """The run's RunConfig as JSON, quoted for the shell."""
+    if wildcards.run_id not in RUNS:
+        raise ValueError(f"run {wildcards.run_id} is not part of study '{STUDY.name}'")
+    return shlex.quote(json.dumps(RUNS[wildcards.run_id].to_dict(), sort_keys=True))
+
+
+def final_outputs():
+    tables = [f"{STUDY_DIR}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md")]
+    figures = [f"{STUDY_DIR}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    return tables + figures
+
+
+@contextlib.contextmanager
+def logged(path):
+    """Send a run-directive's output and any traceback to its log file."""
+    with open(path, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        try:
+            yield
+        except Exception:
+            traceback.print_exc()
+            raise
