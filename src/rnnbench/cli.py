@@ -37,6 +37,7 @@ def _cmd_run(args) -> int:
         values.update(json.loads(args.json))
     values.update(_parse_overrides(args.overrides))
     cfg = RunConfig.from_dict(values)  # fails here, naming the field, before any compute
+    _set_threads(args.threads)
     result = run(cfg, out_dir=args.out)
     s = result.summary
     print(f"run {s['run_id']}: solved={s['solved']} steps={s['steps_done']} "
@@ -44,6 +45,17 @@ def _cmd_run(args) -> int:
           f"final_eval_error={s['final_eval_error']:.3f} diverged={s['diverged']} "
           f"backend={s['backend_used']} wall={s['wall_time_s']:.1f}s")
     return 0
+
+
+def _set_threads(n: int):
+    """Small recurrent models run fastest on one thread; a sweep parallelises across runs."""
+    import torch
+    torch.set_num_threads(n)
+    try:
+        import numba
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    except ImportError:  # pragma: no cover
+        pass
 
 
 def _cmd_validate(args) -> int:
@@ -73,6 +85,7 @@ def main(argv=None) -> int:
     p.add_argument("--config", help="YAML file of run fields")
     p.add_argument("--json", help="run fields as a JSON object")
     p.add_argument("--out", help="folder for summary/curve/gradflow parquet files")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("validate", help="expand and validate a study file")
     p.add_argument("study")

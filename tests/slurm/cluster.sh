@@ -153,6 +153,8 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$dbd_port
+# With slurmdbd and munge this names the munge socket that clients (sacct, sacctmgr) use.
+AccountingStoragePass=$DIR/munge/munge.socket.2
 JobCompType=jobcomp/none
 MailProg=/bin/true
 MpiDefault=none
@@ -236,7 +238,7 @@ start() {
         { tail -n 20 "$DIR/log/mariadb-install.log" >&2; die 1 "mariadb-install-db failed (log: $DIR/log/mariadb-install.log)"; }
     spawn mariadbd "$DIR/log/mariadbd.log" mariadbd --no-defaults --user=root \
         --datadir="$DIR/mysql" --socket="$DIR/run/mysqld.sock" --pid-file="$DIR/run/mysqld.pid" \
-        --bind-address=127.0.0.1 --port="$db_port" --innodb-buffer-pool-size=64M \
+        --bind-address=127.0.0.1 --port="$db_port" --innodb-buffer-pool-size=128M \
         --innodb-lock-wait-timeout=900 --skip-name-resolve
     wait_for mariadbd "MariaDB" "$DIR/log/mariadbd.log" \
         mariadb --no-defaults --socket="$DIR/run/mysqld.sock" -uroot -e "SELECT 1"

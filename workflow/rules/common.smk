@@ -6,6 +6,8 @@ import shlex
 import traceback
 from pathlib import Path
 
+import pandas as pd
+
 from snakemake.utils import validate
 
 from rnnbench.study import load_study
@@ -58,3 +60,9 @@ def logged(path):
         except Exception:
             traceback.print_exc()
             raise
+
+
+def plot_job(plot, input, output, log):
+    """Body of a figure rule: plot(*input tables, stem) writes output.png and output.pdf."""
+    with logged(log[0]):
+        plot(*(pd.read_parquet(f) for f in input), str(Path(output.png).with_suffix("")))

@@ -1,11 +1,6 @@
-# Figures of the study, PNG (in the report) and PDF; each function lives in rnnbench.plots.
-import pandas as pd
-
+# Figures of the study, PNG (in the report) and PDF, drawn by rnnbench.plots.<function>(*inputs,
+# stem): the inputs are declared in the order of the function's arguments.
 from rnnbench import plots
-
-
-def figure_stem(output):
-    return str(Path(output.png).with_suffix(""))
 
 
 rule plot_success_vs_T:
@@ -22,14 +17,13 @@ rule plot_success_vs_T:
         f"{RESULTS}/{{study}}/logs/plot_success_vs_T.log",
     localrule: True
     run:
-        with logged(log[0]):
-            plots.success_vs_T(pd.read_parquet(input.runs), figure_stem(output))
+        plot_job(plots.success_vs_T, input, output, log)
 
 
 rule plot_learning_curves:
     input:
-        runs=f"{RESULTS}/{{study}}/runs.parquet",
         curves=f"{RESULTS}/{{study}}/curves.parquet",
+        runs=f"{RESULTS}/{{study}}/runs.parquet",
     output:
         png=report(
             f"{RESULTS}/{{study}}/figures/learning_curves.png",
@@ -41,15 +35,13 @@ rule plot_learning_curves:
         f"{RESULTS}/{{study}}/logs/plot_learning_curves.log",
     localrule: True
     run:
-        with logged(log[0]):
-            runs, curves = pd.read_parquet(input.runs), pd.read_parquet(input.curves)
-            plots.learning_curves(curves, runs, figure_stem(output))
+        plot_job(plots.learning_curves, input, output, log)
 
 
 rule plot_grad_norms:
     input:
-        runs=f"{RESULTS}/{{study}}/runs.parquet",
         curves=f"{RESULTS}/{{study}}/curves.parquet",
+        runs=f"{RESULTS}/{{study}}/runs.parquet",
     output:
         png=report(
             f"{RESULTS}/{{study}}/figures/grad_norms.png",
@@ -61,15 +53,13 @@ rule plot_grad_norms:
         f"{RESULTS}/{{study}}/logs/plot_grad_norms.log",
     localrule: True
     run:
-        with logged(log[0]):
-            runs, curves = pd.read_parquet(input.runs), pd.read_parquet(input.curves)
-            plots.grad_norms(curves, runs, figure_stem(output))
+        plot_job(plots.grad_norms, input, output, log)
 
 
 rule plot_gradflow_vs_lag:
     input:
-        runs=f"{RESULTS}/{{study}}/runs.parquet",
         gradflow=f"{RESULTS}/{{study}}/gradflow.parquet",
+        runs=f"{RESULTS}/{{study}}/runs.parquet",
     output:
         png=report(
             f"{RESULTS}/{{study}}/figures/gradflow_vs_lag.png",
@@ -81,6 +71,4 @@ rule plot_gradflow_vs_lag:
         f"{RESULTS}/{{study}}/logs/plot_gradflow_vs_lag.log",
     localrule: True
     run:
-        with logged(log[0]):
-            runs, flow = pd.read_parquet(input.runs), pd.read_parquet(input.gradflow)
-            plots.gradflow_vs_lag(flow, runs, figure_stem(output))
+        plot_job(plots.gradflow_vs_lag, input, output, log)

@@ -34,7 +34,8 @@ class Batch:
 
 
 class Task:
-    """Base class. A subclass sets the class attributes and writes `generate` and `error`."""
+    """Base class. A subclass sets the class attributes, writes `generate`, and `error` unless the
+    default (argmax of last-step logits) is the paper's criterion."""
 
     name: str = ""
     description: str = ""
@@ -48,8 +49,9 @@ class Task:
 
     def __init__(self, T: int, **options):
         self.check(T, options)
-        self.T = T
-        self.options = {**self.defaults, **options}
+        self.T = int(T)
+        # cast to the default's type: a YAML `solve_threshold: 1` is stored as 1.0
+        self.options = {key: type(default)(options.get(key, default)) for key, default in self.defaults.items()}
         self.per_step = self.loss_kind == "ce_seq"
 
     # --- validation (cheap: no data is built) -------------------------------------------------

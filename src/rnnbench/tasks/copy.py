@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from . import Task
+from . import Task, losses
 
 
 class Copy(Task):
@@ -58,9 +58,10 @@ class Copy(Task):
 
     def recalled_wrong(self, pred, y) -> np.ndarray:
         """(B, items) bool: the recalled symbols that the argmax gets wrong."""
-        Task.error(self, pred, y)  # shape check
+        pred, y = np.asarray(pred), np.asarray(y)
+        losses.check_shapes(self.loss_kind, pred.shape, y.shape)
         items = self.layout()[0]
-        return np.argmax(np.asarray(pred)[:, -items:], axis=-1) != np.asarray(y)[:, -items:]
+        return np.argmax(pred[:, -items:], axis=-1) != y[:, -items:]
 
     def error(self, pred, y):
         return float(np.mean(self.recalled_wrong(pred, y)))

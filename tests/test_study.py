@@ -1,0 +1,193 @@
+"""Study expansion (methods x axes x seeds), run ids, validation messages, and the JSON schema
+of the study config staying in step with RunConfig."""
+import copy
+import typing
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from rnnbench import config as cfgmod
+from rnnbench.config import RunConfig, field_names
+from rnnbench.study import Study, load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+BASE = {
+    "study": "demo",
+    "seeds": 2,
+    "fixed": {"task": "adding", "hidden": 8, "steps": 20, "eval_interval": 10},
+    "methods": {"tanh-RNN": {"cell": "rnn", "activation": "tanh"}, "LSTM": {"cell": "lstm"}},
+    "axes": {"T": [10, 20, 30]},
+}
+
+
+def study(**changes) -> dict:
+    d = copy.deepcopy(BASE)
+    d.update(changes)
+    return d
+
+
+# --- expansion -------------------------------------------------------------------------------
+def test_expansion_counts_order_and_labels():
+    s = load_study(study())
+    runs = s.runs()
+    assert len(runs) == 2 * 3 * 2
+    assert [(r.method, r.T, r.seed) for r in runs[:4]] == [
+        ("tanh-RNN", 10, 0), ("tanh-RNN", 10, 1), ("tanh-RNN", 20, 0), ("tanh-RNN", 20, 1)]
+    assert all(r.cell == "lstm" and r.hidden == 8 for r in runs if r.method == "LSTM")
+    assert s.label(runs[0]) == "tanh-RNN/T=10/seed=0"
+    assert s.swept() == ["method", "T", "seed"]
+
+
+def test_two_axes_are_crossed_and_labelled_in_order():
+    s = load_study(study(axes={"T": [10, 20], "clip": ["norm", "none"]}, seeds=1))
+    table = s.table()
+    assert len(table) == 2 * 2 * 2
+    assert table["label"].iloc[1] == "tanh-RNN/T=10/clip=none/seed=0"
+
+
+def test_run_ids_unique_stable_and_equal_to_runconfig_ids():
+    a, b = load_study(study()).table(), load_study(study()).table()
+    assert a["run_id"].is_unique
+    assert list(a["run_id"]) == list(b["run_id"])
+    direct = RunConfig.from_dict({**BASE["fixed"], "cell": "lstm", "T": 20, "seed": 1,
+                                  "method": "LSTM"})
+    assert direct.run_id() in set(a["run_id"])
+
+
+def test_table_has_run_id_label_and_every_field():
+    table = load_study(study()).table()
+    assert list(table.columns) == ["run_id", "label", *field_names()]
+    assert table["task_options"].iloc[0] == "{}"  # record(): JSON text
+
+
+def test_seeds_int_or_list_and_default_method():
+    s = load_study({"study": "x", "seeds": [3, 7], "fixed": {"T": 10}})
+    assert s.methods == {"default": {}}
+    assert [r.seed for r in s.runs()] == [3, 7]
+    assert [r.method for r in s.runs()] == ["default", "default"]
+    assert load_study({"study": "x"}).seeds == [0]
+
+
+def test_exclude_drops_matching_runs():
+    s = load_study(study(exclude=[{"method": "LSTM", "T": 30}, {"T": 10, "seed": 1}]))
+    labels = set(s.table()["label"])
+    assert "LSTM/T=30/seed=0" not in labels and "tanh-RNN/T=30/seed=0" in labels
+    assert "tanh-RNN/T=10/seed=1" not in labels and "tanh-RNN/T=10/seed=0" in labels
+    assert len(labels) == 12 - 2 - 2
+
+
+def test_load_from_yaml_file(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(study()))
+    assert isinstance(load_study(path), Study)
+    assert len(load_study(path).runs()) == 12
+
+
+def test_shipped_studies_load():
+    assert len(load_study(ROOT / "config" / "config.yaml").runs()) == 3 * 2 * 3
+    big = load_study(ROOT / "config" / "studies" / "pascanu2013.yaml")
+    assert len(big.runs()) == 2 * 2 * 2 * 4 * 5
+
+
+# --- validation messages ---------------------------------------------------------------------
+@pytest.mark.parametrize("data, words", [
+    (study(colour="red"), ["colour", "top-level"]),
+    (study(axes={"Tee": [10]}), ["Tee", "axes"]),
+    (study(axes={"T": []}), ["axis 'T'", "non-empty"]),
+    (study(seeds=0), ["seeds"]),
+    (study(seeds=-2), ["seeds"]),
+    (study(seeds=[0, 0]), ["seeds", "twice"]),
+    (study(axes={"T": [10, 10]}), ["same run", "T=10"]),
+    (study(fixed={"hiden": 8}), ["hiden", "fixed"]),
+    (study(fixed={"seed": 3}), ["seed", "seeds"]),
+    (study(methods={"LSTM": {"cell": "lstm", "forgetbias": 1.0}}), ["LSTM", "forgetbias"]),
+    (study(methods={}), ["methods"]),
+    (study(study="a/b"), ["study"]),
+    (study(exclude=[{"T": 10, "seed": 0}, {"T": 10, "seed": 1}, {"T": 20}, {"T": 30}]),
+     ["exclude", "every run"]),
+])
+def test_structural_errors_name_the_problem(data, words):
+    with pytest.raises(ValueError) as err:
+        load_study(data)
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_bad_value_names_study_method_and_field():
+    data = study(methods={"tanh-RNN": {"cell": "rnn"}, "Weird": {"cell": "foo"}})
+    with pytest.raises(ValueError) as err:
+        load_study(data)
+    msg = str(err.value)
+    assert "study 'demo'" in msg and "method 'Weird'" in msg and "'cell'" in msg and "foo" in msg
+
+
+def test_wrong_type_names_the_field():
+    with pytest.raises(ValueError, match=r"method 'LSTM'.*'hidden'"):
+        load_study(study(methods={"LSTM": {"cell": "lstm", "hidden": "big"}}))
+    with pytest.raises(ValueError, match=r"'T'"):
+        load_study(study(axes={"T": [10, "long"]}))
+
+
+# --- the JSON schema of the config -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def schema():
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def _json_type(hint):
+    args = typing.get_args(hint) or (hint,)
+    names = {int: "integer", float: "number", str: "string", bool: "boolean", dict: "object",
+             type(None): "null"}
+    out = sorted(names[a] for a in args)
+    return out[0] if len(out) == 1 else out
+
+
+def test_schema_run_fields_equal_runconfig_fields(schema):
+    assert list(schema["$defs"]["run_fields"]["properties"]) == field_names()
+    axes = list(schema["properties"]["axes"]["properties"])
+    assert axes == [f for f in field_names() if f not in ("seed", "method")]
+
+
+def test_schema_types_and_choices_match_runconfig(schema):
+    props = schema["$defs"]["run_fields"]["properties"]
+    hints = typing.get_type_hints(RunConfig)
+    for name in field_names():
+        t = props[name]["type"]
+        assert (sorted(t) if isinstance(t, list) else t) == _json_type(hints[name]), name
+    for name, allowed in [("optimizer", cfgmod.OPTIMIZERS), ("clip", cfgmod.CLIPS),
+                          ("backend", cfgmod.BACKENDS), ("device", cfgmod.DEVICES),
+                          ("dtype", cfgmod.DTYPES), ("precision", cfgmod.PRECISIONS)]:
+        assert props[name]["enum"] == list(allowed), name
+
+
+def test_schema_top_level_keys_match_loader(schema):
+    from rnnbench.study import TOP_LEVEL_KEYS
+    assert set(schema["properties"]) == set(TOP_LEVEL_KEYS)
+
+
+def _validator(schema):
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_schema_accepts_shipped_studies(schema):
+    for path in [ROOT / "config" / "config.yaml", ROOT / "config" / "studies" / "pascanu2013.yaml"]:
+        _validator(schema).validate(yaml.safe_load(path.read_text()))
+
+
+@pytest.mark.parametrize("data, word", [
+    (study(colour="red"), "colour"),
+    (study(fixed={"hiden": 8}), "hiden"),
+    (study(axes={"Tee": [1]}), "Tee"),
+    (study(axes={"T": []}), "[]"),
+    (study(fixed={"seed": 1}), "seed"),
+    (study(fixed={"optimizer": "adamw"}), "adamw"),
+    (study(fixed={"hidden": 1.5}), "1.5"),
+])
+def test_schema_rejects_with_the_key_named(schema, data, word):
+    with pytest.raises(jsonschema.ValidationError) as err:
+        _validator(schema).validate(data)
+    assert word in err.value.message
