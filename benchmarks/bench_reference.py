@@ -21,6 +21,7 @@ import time
 import numba
 import numpy as np
 import scipy
+import scipy.linalg.cython_blas  # noqa: F401 - load the BLAS numba calls, so threadpoolctl sees it
 import threadpoolctl
 import torch
 

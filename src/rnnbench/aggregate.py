@@ -96,7 +96,7 @@ def success_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     groups = runs.groupby(config_columns(runs), dropna=False, sort=False)
     for _, g in groups:
-        solved = g["solved"].astype(bool)
+        solved = g["solved"].eq(True)  # missing/NaN counts as not solved
         k, n = int(solved.sum()), len(g)
         lo, hi = wilson_interval(k, n)
         final = g["final_eval_loss"].replace([np.inf, -np.inf], np.nan)
@@ -104,7 +104,7 @@ def success_table(runs: pd.DataFrame) -> pd.DataFrame:
                      "n_runs": n, "n_solved": k, "success_rate": k / n,
                      "wilson_lo": lo, "wilson_hi": hi,
                      "median_steps_to_solve": g.loc[solved, "steps_to_solve"].median(),
-                     "divergence_rate": g["diverged"].astype(bool).mean(),
+                     "divergence_rate": g["diverged"].eq(True).mean(),
                      "median_final_eval_loss": final.median(),
                      "baseline_loss": g["baseline_loss"].iloc[0]})
     table = pd.DataFrame(rows, columns=keys + columns)

@@ -61,17 +61,25 @@ def _empty(path_stem, title: str, note: str) -> list[Path]:
 
 
 def line_labels(runs: pd.DataFrame) -> pd.Series:
-    """Legend entry of each run: the method, plus other varying fields except task, T and seed
-    (e.g. `tanh-RNN, clip=none`). Indexed by run_id."""
-    extra = [c for c in key_columns(runs) if c not in ("method", "task", "T")]
-    labels = runs["method"].astype(str) if "method" in runs else pd.Series("run", runs.index)
+    """Legend entry of each run: the method, plus the fields (other than task, T and seed) that
+    vary within a method, e.g. `tanh-RNN, clip=none`. Indexed by run_id."""
+    if "method" not in runs:
+        runs = runs.assign(method="run")
+    extra = [c for c in key_columns(runs) if c not in ("method", "task", "T")
+             and runs.groupby("method")[c].nunique(dropna=False).max() > 1]
+    labels = runs["method"].astype(str)
     for c in extra:
         labels = labels + f", {c}=" + runs[c].astype(str)
     return pd.Series(labels.values, index=runs["run_id"].values)
 
 
-def _palette(labels) -> dict:
-    order = list(pd.unique(pd.Series(labels)))
+def _palette(runs: pd.DataFrame) -> dict:
+    """Line label -> colour, lines ordered by method (study order), then by label."""
+    labels = line_labels(runs)
+    methods = runs["method"] if "method" in runs else pd.Series("run", runs.index)
+    rank = {m: i for i, m in enumerate(pd.unique(methods))}
+    order = sorted(set(labels), key=lambda lab: (
+        min(rank[m] for m in methods[labels.values == lab]), lab))
     return dict(zip(order, sns.color_palette("colorblind", len(order))))
 
 
@@ -125,7 +133,7 @@ def success_vs_T(runs: pd.DataFrame, path_stem) -> list[Path]:
     table = table.merge(labelled[keys + ["line"]].drop_duplicates(keys), on=keys, how="left")
     tasks = list(pd.unique(table["task"]))
     fig, axes = _figure(len(tasks))
-    palette = _palette(labelled["line"])
+    palette = _palette(runs)
     lines = list(palette)
     for ax, task in zip(axes, tasks):
         sub = table[table["task"] == task]
@@ -178,11 +186,12 @@ def grad_norms(curves: pd.DataFrame, runs: pd.DataFrame, path_stem) -> list[Path
 def _per_panel(data, runs, y, ylabel, path_stem, decorate):
     panels = _panels(runs[runs["run_id"].isin(data["run_id"])])
     fig, axes = _figure(len(panels))
-    palette = _palette(line_labels(runs))
+    palette = _palette(runs)
     for ax, key in zip(axes, panels):
         sub = data[(data["task"] == key[0]) & (data["T"] == key[1])]
-        sns.lineplot(data=sub, x="step", y=y, hue="line", palette=palette, estimator="median",
-                     errorbar=("pi", 100), ax=ax)
+        hue_order = [line for line in palette if line in set(sub["line"])]
+        sns.lineplot(data=sub, x="step", y=y, hue="line", hue_order=hue_order, palette=palette,
+                     estimator="median", errorbar=("pi", 100), ax=ax)
         decorate(ax, sub)
         ax.set_yscale("log")
         ax.set_title(_panel_title(runs, key))
@@ -223,14 +232,14 @@ def gradflow_vs_lag(gradflow: pd.DataFrame, runs: pd.DataFrame, path_stem) -> li
     phases = [p for p in ("start", "end") if p in set(data["phase"])]
     panels = _panels(runs[runs["run_id"].isin(data["run_id"])])
     fig, axes = _figure(len(panels) * len(phases), ncols=len(phases))
-    palette = _palette(line_labels(runs))
+    palette = _palette(runs)
     for i, key in enumerate(panels):
         for j, phase in enumerate(phases):
             ax = axes[i * len(phases) + j]
             sub = data[(data["task"] == key[0]) & (data["T"] == key[1]) & (data["phase"] == phase)]
-            med = sub.groupby(["line", "lag"], sort=False)[["relative", "bound"]].median()
-            for line, g in med.groupby(level="line", sort=False):
-                g = g.droplevel("line").sort_index()
+            med = sub.groupby(["line", "lag"])[["relative", "bound"]].median()
+            for line in [lab for lab in palette if lab in med.index.get_level_values("line")]:
+                g = med.loc[line].sort_index()
                 ax.plot(g.index, g["relative"], color=palette[line], label=line)
                 if g["bound"].notna().any():
                     ax.plot(g.index, g["bound"], color=palette[line], ls="--", lw=1)
@@ -239,7 +248,7 @@ def gradflow_vs_lag(gradflow: pd.DataFrame, runs: pd.DataFrame, path_stem) -> li
             if len(finite):  # the bound may explode: keep the axis on the measured norms
                 ax.set_ylim(finite.min() / 10, max(finite.max(), 1) * 10)
             ax.set_xlabel("lag k")
-            ax.set_ylabel("‖∂L/∂h_{T−k}‖ / ‖∂L/∂h_T‖")
+            ax.set_ylabel(r"$\|\partial L/\partial h_{T-k}\| \,/\, \|\partial L/\partial h_T\|$")
             ax.set_title(f"{_panel_title(runs, key)}, {phase} of training")
-            ax.legend(fontsize="small", title="dashed: (β_W β_f)^k", title_fontsize="small")
+            ax.legend(fontsize="small", title=r"dashed: $(\beta_W \beta_f)^k$", title_fontsize="small")
     return save(fig, path_stem)

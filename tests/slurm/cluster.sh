@@ -17,7 +17,7 @@ set -uo pipefail
 
 PACKAGES=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server)
 # Programs that must exist after installation.
-PROGRAMS=(slurmctld slurmd slurmdbd sinfo sbatch sacct sacctmgr munged mariadbd mariadb-install-db mariadb setpriv)
+PROGRAMS=(slurmctld slurmd slurmdbd sinfo sbatch squeue scancel sacct sacctmgr munged munge unmunge mariadbd mariadb-install-db mariadb)
 
 APT_TIMEOUT=${RNNBENCH_SLURM_APT_TIMEOUT:-600}   # seconds for each apt-get call
 START_TIMEOUT=${RNNBENCH_SLURM_START_TIMEOUT:-90} # seconds for each daemon to come up
@@ -200,6 +200,40 @@ EOF
     chmod 600 "$DIR/etc/slurmdbd.conf"
 }
 
+# Jobs must find the cluster too: the executor plugin's job step (snakemake-executor-plugin-
+# slurm-jobstep 0.6) removes every SLURM_* variable, SLURM_CONF included, before its inner
+# `srun`, which then reads the compiled-in default /etc/slurm/slurm.conf (as on a real cluster).
+# So /etc/slurm/slurm.conf becomes a symlink to DIR/etc/slurm.conf while the cluster runs; an
+# existing file that is not such a link is never touched (error instead).
+ETC_CONF=/etc/slurm/slurm.conf
+
+link_etc_conf() {
+    local target="$DIR/etc/slurm.conf"
+    if [[ -L "$ETC_CONF" ]]; then
+        local cur
+        cur=$(readlink "$ETC_CONF")
+        if [[ -e "$cur" && "$cur" != "$target" ]]; then
+            local other=${cur%/etc/slurm.conf}
+            if compgen -G "$other/pids/*.pid" >/dev/null; then
+                die 1 "$ETC_CONF links to a running test cluster ($cur); stop it first: $0 stop $other"
+            fi
+            [[ "$cur" == */etc/slurm.conf ]] ||
+                die 1 "$ETC_CONF is a link to $cur, not made by this script; not replacing it"
+        fi
+        rm -f "$ETC_CONF"
+    elif [[ -e "$ETC_CONF" ]]; then
+        die 1 "$ETC_CONF exists (another SLURM installation?); jobs of the executor plugin read it instead of SLURM_CONF, so this test cluster cannot run beside it. Move it away to run the SLURM tests."
+    fi
+    mkdir -p /etc/slurm
+    ln -s "$target" "$ETC_CONF" || die 1 "cannot create $ETC_CONF -> $target"
+}
+
+unlink_etc_conf() {
+    if [[ -L "$ETC_CONF" && "$(readlink "$ETC_CONF")" == "$DIR/etc/slurm.conf" ]]; then
+        rm -f "$ETC_CONF"
+    fi
+}
+
 start() {
     [[ -d "$DIR" ]] || mkdir -p "$DIR" || die 1 "cannot create $DIR"
     DIR=$(cd "$DIR" && pwd)
@@ -209,8 +243,9 @@ start() {
         done
         rm -f "$DIR"/pids/*.pid
     fi
+    # Daemons run as root/munge, and /etc/slurm/slurm.conf is linked: root only.
+    [[ $(id -u) -eq 0 ]] || die 3 "a test SLURM cluster needs root (starts munged/slurmd as root); running as $(id -un)"
     install_packages
-    for p in sinfo; do command -v $p >/dev/null || die 3 "$p missing"; done
 
     mkdir -p "$DIR"/{etc,state,spool,log,run,pids,munge,mysql}
     # munged runs as the munge user: it must reach its socket directory under DIR.
@@ -220,6 +255,7 @@ start() {
         die 1 "the munge user cannot reach $DIR/munge: put DIR under a world-traversable path (e.g. mktemp -d /tmp/x.XXXX)"
     fi
     write_config
+    link_etc_conf
     export SLURM_CONF="$DIR/etc/slurm.conf"
     local db_port
     db_port=$(cat "$DIR/etc/db_port")
@@ -269,6 +305,15 @@ stop() {
     [[ -d "$DIR" ]] || die 1 "no such directory: $DIR"
     DIR=$(cd "$DIR" && pwd)
     local name f pid rc=0
+    # Cancel whatever still runs on this private cluster, so that no job step outlives slurmd.
+    if pid_alive slurmctld; then
+        SLURM_CONF="$DIR/etc/slurm.conf" timeout 10 scancel --user="$(id -un)" >/dev/null 2>&1
+        local deadline=$((SECONDS + 15))
+        while ((SECONDS < deadline)) &&
+            [[ -n "$(SLURM_CONF="$DIR/etc/slurm.conf" timeout 10 squeue -h -o %i 2>/dev/null)" ]]; do
+            sleep 0.5
+        done
+    fi
     # Reverse start order: compute nodes first, the database last.
     for name in slurmd slurmctld slurmdbd mariadbd munged; do
         f="$DIR/pids/$name.pid"
@@ -287,6 +332,7 @@ stop() {
         fi
         rm -f "$f"
     done
+    unlink_etc_conf
     log "cluster in $DIR stopped"
     return $rc
 }

@@ -1,0 +1,522 @@
+"""Many runs at once: G members trained together with stacked weights (one process, one device).
+
+`run_group(configs, out_dirs=None, device=None) -> list[RunResult]` trains a group of
+compatible runs (`grouping.check_group`) and returns, and with `out_dirs` writes, exactly the
+records `train.run` would give for each run on its own: the same data stream
+(`train.batch_seed(seed, step)`), the same starting weights (`backends.build_initialised_model`,
+through a CPU twin `TorchBackend` per member), the same evaluation schedule, divergence rule,
+early stop, curve/summary/gradflow rows (`train._evaluate`, `train._result`), with
+`backend_used = "ensemble"` and the extra column `ensemble_size`.
+
+Each member keeps its own everything:
+- its data: member g draws its batch from its own seed; when members draw different lengths at
+  a step (Pascanu-type tasks draw one length per batch) the shorter sequences are left-padded
+  and those steps masked, so the state stays h0 until the member's first real step;
+- its gradient norm (global L2 over all its parameters, in float64) and clip decision
+  (none / norm / value with its own threshold);
+- its optimiser state and hyper-parameters: SGD, SGD+momentum, Adam and RMSprop with
+  torch.optim's update rules, vectorised over the members (per-member lr, momentum/beta1/alpha;
+  members with different optimisers are combined by masks);
+- its stopping: a member that is solved (with early stop), diverged, or done is retired: its
+  final weights are copied out, its records finished, and from then on it is frozen (masked out
+  of every update); the stack is compacted when enough members have left.
+
+Performance switches (CUDA only; both default off because they were not measured in the
+session that wrote this code — see docs/performance.md): `fused=True` compiles the per-step
+elementwise work of the lstm/gru cell with `torch.compile`; `cuda_graph=True` captures the whole
+training step (forward, backward, clipping, optimiser) in a CUDA graph and replays it (sequences
+are then always padded to the task's maximum length so the shapes are static). Environment
+variables RNNBENCH_ENSEMBLE_COMPILE=1 / RNNBENCH_ENSEMBLE_CUDA_GRAPH=1 set them for the CLI.
+
+Checkpoints (`checkpoint_every`) are not written for groups: an interrupted ensemble job is
+rerun from the start, giving the same results. Each member's files are written when it retires.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import records, tasks
+from ..backends import TorchBackend, resolve_device, set_precision
+from ..config import RunConfig
+from ..tasks import Task
+from ..train import RunResult, _curve_row, _evaluate, _fresh_state, _result, batch_seed
+from .grouping import check_group
+from .stacked import StackedModel
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+CLIP_MODES = ("none", "norm", "value")
+ADAM_BETA2, EPS = 0.999, 1e-8      # as backends.make_optimizer
+EVAL_BUDGET = 1 << 26              # elements of per-step working memory in one evaluation chunk
+
+
+# --- losses, one per member -------------------------------------------------------------------
+
+def member_losses(kind: str, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
+    """Mean loss of every member (G,), as `tasks.losses.torch_loss` computes it for one run.
+
+    mse: out (G, B, 1), y (G, B); ce: out (G, B, C), y (G, B); ce_seq: out (G, B, L, C),
+    y (G, B, L), averaged over each member's own B * L_g real steps (`mask` (G, L)).
+    """
+    G, B = out.shape[0], out.shape[1]
+    if kind == "mse":
+        return ((out.reshape(G, B) - y.to(out.dtype)) ** 2).mean(dim=1)
+    if kind == "ce":
+        return F.cross_entropy(out.reshape(G * B, -1), y.reshape(-1), reduction="none").view(G, B).mean(dim=1)
+    if kind == "ce_seq":
+        L = out.shape[2]
+        each = F.cross_entropy(out.reshape(G * B * L, -1), y.reshape(-1), reduction="none").view(G, B, L)
+        if mask is None:
+            return each.mean(dim=(1, 2))
+        each = torch.where(mask[:, None, :], each, torch.zeros((), dtype=each.dtype, device=each.device))
+        return each.sum(dim=(1, 2)) / (B * mask.sum(dim=1)).to(each.dtype)
+    raise ValueError(f"unknown loss kind {kind!r}")
+
+
+# --- one training step of every member: gradients, clipping, optimiser ------------------------
+
+class StackedTrainer:
+    """Forward, backward, per-member clipping and per-member optimiser update of a StackedModel.
+
+    `settings`: one RunConfig (or object with optimizer, lr, momentum, clip, clip_threshold) per
+    member. `step(x, y, mask)` returns a (3, G) float64 tensor on the device: loss, gradient norm
+    before clipping, clipped (0/1). Members with `active[g] = False` are frozen: no update of
+    their weights or optimiser state (their lanes are still computed, then discarded).
+    """
+
+    def __init__(self, model: StackedModel, settings, loss_kind: str, cuda_graph: bool = False):
+        self.model, self.loss_kind = model, loss_kind
+        p0 = model.params["weight_hh"]
+        self.device, self.dtype = p0.device, p0.dtype
+        if cuda_graph and self.device.type != "cuda":
+            raise ValueError("cuda_graph=True needs the stack on a CUDA device")
+        self.cuda_graph = cuda_graph
+        settings = list(settings)
+        if len(settings) != model.members:
+            raise ValueError(f"{len(settings)} member settings for {model.members} members")
+        for s in settings:
+            if s.optimizer not in OPTIMIZERS:
+                raise ValueError(f"field 'optimizer': unknown value {s.optimizer!r}; allowed: {list(OPTIMIZERS)}")
+            if s.clip not in CLIP_MODES:
+                raise ValueError(f"field 'clip': unknown value {s.clip!r}; allowed: {list(CLIP_MODES)}")
+        f64 = dict(dtype=torch.float64, device=self.device)
+        self.settings = settings
+        self.lr = torch.tensor([s.lr for s in settings], **f64)
+        self.momentum = torch.tensor([s.momentum for s in settings], **f64)
+        self.threshold = torch.tensor([s.clip_threshold for s in settings], **f64)
+        self.opt = torch.tensor([OPTIMIZERS.index(s.optimizer) for s in settings], device=self.device)
+        self.clip_mode = torch.tensor([CLIP_MODES.index(s.clip) for s in settings], device=self.device)
+        self.present = sorted({s.optimizer for s in settings})
+        self.t = torch.zeros(model.members, **f64)              # optimiser steps taken
+        self.active = torch.ones(model.members, dtype=torch.bool, device=self.device)
+        slot_names = {"sgd": (), "momentum": ("buf",), "adam": ("m", "v"), "rmsprop": ("sq",)}
+        self.slots = {name: {k: torch.zeros_like(p, memory_format=torch.contiguous_format).detach()
+                             for k, p in model.params.items()}
+                      for opt in self.present for name in slot_names[opt]}
+        self._graph = None
+        self._static = None
+
+    # -- state ---------------------------------------------------------------------------
+    def _state_tensors(self) -> list[torch.Tensor]:
+        tensors = [p for p in self.model.params.values()] + [self.t]
+        tensors += [s for slot in self.slots.values() for s in slot.values()]
+        return tensors
+
+    @torch.no_grad()
+    def select(self, index) -> "StackedTrainer":
+        """A trainer for the members `index` only (same order), carrying their state over."""
+        index = list(index)
+        idx = torch.as_tensor(index, dtype=torch.long, device=self.device)
+        new = StackedTrainer(self.model.select(index), [self.settings[i] for i in index],
+                             self.loss_kind, self.cuda_graph)
+        new.t.copy_(self.t.index_select(0, idx))
+        new.active.copy_(self.active.index_select(0, idx))
+        for name, slot in self.slots.items():
+            for k, v in slot.items():
+                new.slots[name][k].copy_(v.index_select(0, idx))
+        return new
+
+    # -- the step ------------------------------------------------------------------------
+    def _view(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return values.to(like.dtype).view((-1,) + (1,) * (like.dim() - 1))
+
+    def _step_impl(self, x, y, mask):
+        model = self.model
+        params = model.parameters()
+        out = model.forward(x, mask)
+        loss = member_losses(self.loss_kind, out, y, mask)
+        zero = torch.zeros((), dtype=loss.dtype, device=loss.device)
+        total = torch.where(self.active, loss, zero).sum()
+        grads = torch.autograd.grad(total, params)
+        with torch.no_grad():
+            norm, clipped, grads = self._clip(list(grads))
+            do = self.active & torch.isfinite(norm)
+            self._update(params, grads, do)
+            return torch.stack([loss.detach().to(torch.float64), norm, clipped.to(torch.float64)])
+
+    def _clip(self, grads):
+        """Per-member global-norm measurement and clipping (rnnbench.clip.clip_ rules)."""
+        G = self.model.members
+        norms = torch.stack([torch.linalg.vector_norm(g.reshape(G, -1), dim=1, dtype=torch.float64)
+                             for g in grads])
+        norm = torch.linalg.vector_norm(norms, dim=0)                      # (G,) float64
+        finite = torch.isfinite(norm)
+        clip_norm = finite & (self.clip_mode == 1) & (norm > self.threshold)
+        coef = torch.where(clip_norm, self.threshold / norm, torch.ones_like(norm))
+        is_value = finite & (self.clip_mode == 2)
+        over = torch.stack([(g.abs() > self._view(self.threshold, g)).reshape(G, -1).any(dim=1)
+                            for g in grads]).any(dim=0)
+        clip_value = is_value & over
+        out = []
+        for g in grads:
+            thr = self._view(self.threshold, g)
+            scaled = g * self._view(coef, g)
+            out.append(torch.where(self._view(clip_value, g).bool(),
+                                   torch.maximum(torch.minimum(g, thr), -thr), scaled))
+        return norm, clip_norm | clip_value, out
+
+    def _update(self, params, grads, do):
+        """torch.optim's update rules (SGD, SGD momentum, Adam, RMSprop), where `do`."""
+        t_next = self.t + 1
+        first = self.t == 0
+        beta1 = self.momentum                      # momentum / Adam beta1 / RMSprop alpha
+        bc1 = 1 - torch.pow(beta1, t_next)
+        bc2_sqrt = torch.sqrt(1 - torch.pow(torch.full_like(beta1, ADAM_BETA2), t_next))
+        step_size = self.lr / bc1
+        for k, p, g in zip(self.model.params.keys(), params, grads):
+            new_p = p
+            view = lambda v: self._view(v, p)  # noqa: E731
+            lr = view(self.lr)
+            for opt in self.present:
+                sel = view(do & (self.opt == OPTIMIZERS.index(opt))).bool()
+                if opt == "sgd":
+                    cand = p - lr * g
+                elif opt == "momentum":
+                    buf = self.slots["buf"][k]
+                    new_buf = torch.where(view(first).bool(), g, buf * view(beta1) + g)
+                    buf.copy_(torch.where(sel, new_buf, buf))
+                    cand = p - lr * new_buf
+                elif opt == "adam":
+                    m, v = self.slots["m"][k], self.slots["v"][k]
+                    new_m = torch.lerp(m, g, view(1 - beta1))
+                    new_v = v * ADAM_BETA2 + (1 - ADAM_BETA2) * (g * g)
+                    m.copy_(torch.where(sel, new_m, m))
+                    v.copy_(torch.where(sel, new_v, v))
+                    denom = torch.sqrt(new_v) / view(bc2_sqrt) + EPS
+                    cand = p - view(step_size) * (new_m / denom)
+                else:  # rmsprop
+                    sq = self.slots["sq"][k]
+                    new_sq = sq * view(beta1) + view(1 - beta1) * (g * g)
+                    sq.copy_(torch.where(sel, new_sq, sq))
+                    cand = p - lr * (g / (torch.sqrt(new_sq) + EPS))
+                new_p = torch.where(sel, cand, new_p)
+            p.copy_(new_p)
+        self.t.copy_(torch.where(do, t_next, self.t))
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.cuda_graph:
+            return self._step_impl(x, y, mask)
+        if self._graph is None or not self._matches(x, y, mask):
+            self._capture(x, y, mask)
+        self._static["x"].copy_(x, non_blocking=True)
+        self._static["y"].copy_(y, non_blocking=True)
+        if mask is not None:
+            self._static["mask"].copy_(mask, non_blocking=True)
+        self._graph.replay()
+        return self._static["out"]
+
+    def _matches(self, x, y, mask):
+        s = self._static
+        return (s["x"].shape == x.shape and s["y"].shape == y.shape
+                and (mask is None) == (s["mask"] is None)
+                and (mask is None or s["mask"].shape == mask.shape))
+
+    def _capture(self, x, y, mask):
+        """Record the whole step in a CUDA graph (warm-up on a side stream, state restored)."""
+        static = {"x": x.clone(), "y": y.clone(), "mask": None if mask is None else mask.clone()}
+        saved = [t.detach().clone() for t in self._state_tensors()]
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                self._step_impl(static["x"], static["y"], static["mask"])
+        torch.cuda.current_stream().wait_stream(stream)
+        with torch.no_grad():  # the warm-up steps changed the weights: put them back
+            for t, s in zip(self._state_tensors(), saved):
+                t.copy_(s)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static["out"] = self._step_impl(static["x"], static["y"], static["mask"])
+        self._graph, self._static = graph, static
+
+    # -- evaluation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, x: np.ndarray, positions: list[int], per_step: bool) -> list[np.ndarray]:
+        """Outputs (float64 numpy, as TorchBackend.predict) of the members at `positions` on
+        one batch x (E, L, I) shared by all of them; chunked over members and sequences."""
+        model = self.model
+        E, L = x.shape[0], x.shape[1]
+        gH = model.params["weight_hh"].shape[1]
+        chunk_b = min(E, 1024)
+        per_member = chunk_b * (6 * gH + (L * 4 * model.hidden if per_step else 0))
+        chunk_g = max(1, min(len(positions), EVAL_BUDGET // max(per_member, 1)))
+        results = []
+        x_dev = torch.as_tensor(x, dtype=self.dtype, device=self.device)
+        for g0 in range(0, len(positions), chunk_g):
+            pos = positions[g0:g0 + chunk_g]
+            if pos == list(range(model.members)):
+                params, acts = model.params, model.activations
+            else:
+                idx = torch.as_tensor(pos, dtype=torch.long, device=self.device)
+                params = {k: v.index_select(0, idx) for k, v in model.params.items()}
+                acts = model.activations.select(pos)
+            outs = [model.forward(x_dev[i:i + chunk_b], params=params, activations=acts)
+                    .double().cpu().numpy() for i in range(0, E, chunk_b)]
+            stacked = np.concatenate(outs, axis=1)
+            results.extend(stacked[j] for j in range(len(pos)))
+        return results
+
+
+# --- the group ------------------------------------------------------------------------------
+
+class _Prediction:
+    """What train._evaluate needs from a backend: the member's predictions and its config."""
+
+    def __init__(self, cfg, pred):
+        self.cfg, self._pred = cfg, pred
+
+    def predict(self, x):
+        return self._pred
+
+
+class _MemberBackend:
+    """What train._result needs: name, device, spectral radius and size (from the CPU twin)."""
+
+    name = "ensemble"
+
+    def __init__(self, twin: TorchBackend, device: str):
+        self.twin, self.device, self.cfg = twin, device, twin.cfg
+
+    def spectral_radius(self) -> float:
+        return self.twin.spectral_radius()
+
+    def n_params(self) -> int:
+        return self.twin.n_params()
+
+
+class _Member:
+    def __init__(self, index, cfg, task, out_dir):
+        self.index, self.cfg, self.out_dir = index, cfg, out_dir
+        # the twin holds the exact starting weights of the single run and serves the
+        # float64 CPU measurements (gradient flow, spectral radius) on the member's weights
+        self.twin = TorchBackend(cfg.replace(device="cpu", backend="torch"), task)
+        self.run_id = cfg.run_id()
+        self.state = None
+        self.result = None
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _variable_length(task: Task) -> bool:
+    return type(task).draw_length is not Task.draw_length
+
+
+def _assemble(task: Task, batches: list, length: int):
+    """Left-pad every member's batch to `length`: x (G, B, L, I), y, mask (G, L) or None.
+
+    `batches[pos]` is None for a retired member (zeros, no padding)."""
+    live = [b for b in batches if b is not None]
+    B, I = live[0].x.shape[0], live[0].x.shape[2]
+    G = len(batches)
+    x = np.zeros((G, B, length, I), dtype=np.float32)
+    per_step = task.loss_kind == "ce_seq"
+    y = np.zeros((G, B, length) if per_step else (G, B), dtype=live[0].y.dtype)
+    mask = np.ones((G, length), dtype=bool)
+    for pos, b in enumerate(batches):
+        if b is None:
+            continue
+        L = b.x.shape[1]
+        x[pos, :, length - L:] = b.x
+        if per_step:
+            y[pos, :, length - L:] = b.y
+        else:
+            y[pos] = b.y
+        mask[pos, :length - L] = False
+    return x, y, (None if mask.all() else mask)
+
+
+def run_group(configs, out_dirs=None, device=None, *, fused: bool | None = None,
+              cuda_graph: bool | None = None, progress: bool | None = None) -> list[RunResult]:
+    """Train a group of compatible runs together; one RunResult per config, in order.
+
+    `configs`: RunConfigs or dicts sharing one `grouping.group_key`. `out_dirs`: None or one
+    folder per config (each gets summary/curve/gradflow.parquet like `train.run` writes).
+    `device`: None -> the configs' `device` field (auto: cuda if present), or "cpu"/"cuda[:n]".
+    """
+    cfgs = [c if isinstance(c, RunConfig) else RunConfig.from_dict(c, where=f"run {i}")
+            for i, c in enumerate(configs)]
+    check_group(cfgs)
+    if out_dirs is not None:
+        out_dirs = [Path(d) for d in out_dirs]
+        if len(out_dirs) != len(cfgs):
+            raise ValueError(f"{len(out_dirs)} out_dirs for {len(cfgs)} runs")
+    first = cfgs[0]
+    dev = resolve_device(first.device if device is None else str(device))
+    if dev.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA device is available")
+    fused = _env_flag("RNNBENCH_ENSEMBLE_COMPILE") if fused is None else bool(fused)
+    cuda_graph = _env_flag("RNNBENCH_ENSEMBLE_CUDA_GRAPH") if cuda_graph is None else bool(cuda_graph)
+    on_cuda = dev.startswith("cuda")
+    fused, cuda_graph = fused and on_cuda, cuda_graph and on_cuda   # CPU: plain eager
+    set_precision(dev, first.precision)
+    dtype = torch.float64 if first.dtype == "float64" else torch.float32
+
+    task = tasks.make(first.task, first.T, **first.task_options)
+    members = [_Member(i, cfg, task, out_dirs[i] if out_dirs else None) for i, cfg in enumerate(cfgs)]
+    eval_batch = task.sample(first.eval_size, first.eval_seed, split="test")
+    diag_batch = task.sample(min(first.eval_size, 64), first.eval_seed + 1, split="test")
+    for m in members:
+        m.state = _fresh_state(m.twin, diag_batch)
+
+    model = StackedModel.from_models([m.twin.model for m in members], first.cell, task.per_step,
+                                     activations=[c.activation for c in cfgs], device=dev,
+                                     dtype=dtype, fused=fused)
+    trainer = StackedTrainer(model, cfgs, task.loss_kind, cuda_graph=cuda_graph)
+    stack: list[_Member | None] = list(members)      # stack position -> member (None: retired)
+    t_start = time.perf_counter()
+    view = {m.index: _MemberBackend(m.twin, dev) for m in members}
+    bar = _bar(first, len(members), progress)
+
+    def retire(pos: int, step: int):
+        m = stack[pos]
+        state = m.state
+        trainer.model.load_member(pos, m.twin.model)
+        state["wall_time_s"] = time.perf_counter() - t_start
+        state["gradflow"].append(m.twin.gradflow(diag_batch, "end", step))
+        result = _result(m.cfg, task, view[m.index], state, m.run_id)
+        result.summary = _with_size(result.summary, len(members))
+        if m.out_dir is not None:
+            records.write_run(m.out_dir, result.summary, result.curve, result.gradflow)
+        m.result = result
+        stack[pos] = None
+        trainer.active[pos] = False
+
+    def evaluate(entries, step):
+        """entries: (pos, loss, grad_norm, clipped); train._evaluate for each member."""
+        preds = trainer.predict(eval_batch.x, [e[0] for e in entries], task.per_step)
+        for (pos, loss, grad_norm, clipped), pred in zip(entries, preds):
+            m = stack[pos]
+            _evaluate(m.state, _Prediction(m.cfg, pred), task, eval_batch, step, loss, grad_norm, clipped)
+
+    def running(m, step):
+        return step < m.cfg.steps and not m.state["solved"] and not m.state["diverged"]
+
+    step = 0
+    evaluate([(pos, None, None, None) for pos in range(len(stack))], 0)
+    for pos, m in enumerate(stack):
+        if not running(m, 0):
+            retire(pos, 0)
+
+    fixed_length = task.max_length if (cuda_graph or not _variable_length(task)) else None
+    pool = ThreadPoolExecutor(max_workers=1) if on_cuda else None
+    pending = None
+
+    def draw(step, layout):
+        batches = [None if m is None else task.sample(m.cfg.batch_size, batch_seed(m.cfg.seed, step),
+                                                      split="train") for m in layout]
+        length = fixed_length or max(b.x.shape[1] for b in batches if b is not None)
+        return layout, batches, _assemble(task, batches, length)
+
+    try:
+        while any(m is not None for m in stack):
+            layout = tuple(stack)
+            if pending is not None and pending[0] == step:
+                got_layout, batches, arrays = pending[1].result()
+                if got_layout != layout:   # members retired since: re-pad from the same batches
+                    batches = [b if m is not None else None for m, b in zip(layout, batches)]
+                    length = fixed_length or max(b.x.shape[1] for b in batches if b is not None)
+                    arrays = _assemble(task, batches, length)
+            else:
+                _, batches, arrays = draw(step, layout)
+            pending = (step + 1, pool.submit(draw, step + 1, layout)) if pool is not None else None
+            x_np, y_np, mask_np = arrays
+            x = torch.as_tensor(x_np, dtype=dtype).to(dev, non_blocking=True)
+            y = torch.as_tensor(y_np, dtype=dtype if task.loss_kind == "mse" else torch.long).to(dev)
+            mask = None if mask_np is None else torch.as_tensor(mask_np).to(dev)
+            if cuda_graph and mask is None and _variable_length(task):
+                mask = torch.ones(x.shape[0], x.shape[2], dtype=torch.bool, device=dev)
+            stats = trainer.step(x, y, mask).cpu().numpy()
+            step += 1
+            to_eval, finished = [], []
+            for pos, m in enumerate(stack):
+                if m is None:
+                    continue
+                loss, grad_norm, clipped = float(stats[0, pos]), float(stats[1, pos]), bool(stats[2, pos])
+                state = m.state
+                state["step"] = step
+                state["n_clipped"] += int(clipped)
+                cfg = m.cfg
+                limit = cfg.divergence_factor * max(state["initial_loss"], task.baseline_loss)
+                if not (math.isfinite(loss) and math.isfinite(grad_norm)) or loss > limit:
+                    state["diverged"], state["diverged_step"] = True, step
+                    state["curve"].append(_curve_row(step, loss, grad_norm, clipped))
+                    finished.append(pos)
+                elif step % cfg.eval_interval == 0 or step == cfg.steps:
+                    to_eval.append((pos, loss, grad_norm, clipped))
+                else:
+                    state["curve"].append(_curve_row(step, loss, grad_norm, clipped))
+            if to_eval:
+                evaluate(to_eval, step)
+                for pos, *_ in to_eval:
+                    m = stack[pos]
+                    every = m.cfg.diagnostics_every
+                    if every and step % every == 0 and step < m.cfg.steps:
+                        trainer.model.load_member(pos, m.twin.model)
+                        m.state["gradflow"].append(m.twin.gradflow(diag_batch, f"step {step}", step))
+                    if not running(m, step):
+                        finished.append(pos)
+            for pos in sorted(finished):
+                retire(pos, step)
+            if bar is not None:
+                bar.update(1)
+            live = [pos for pos, m in enumerate(stack) if m is not None]
+            if live and len(live) < len(stack) and (not cuda_graph or 2 * len(live) <= len(stack)):
+                trainer = trainer.select(live)
+                stack = [stack[pos] for pos in live]
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if bar is not None:
+            bar.close()
+    return [m.result for m in members]
+
+
+def _with_size(summary: dict, size: int) -> dict:
+    """The summary with `ensemble_size` right after `device_used`."""
+    out = {}
+    for k, v in summary.items():
+        out[k] = v
+        if k == "device_used":
+            out["ensemble_size"] = size
+    out.setdefault("ensemble_size", size)
+    return out
+
+
+def _bar(cfg, size, enabled):
+    if enabled is None:
+        enabled = sys.stderr.isatty() and not os.environ.get("RNNBENCH_NO_PROGRESS")
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=cfg.steps, desc=f"ensemble of {size}: {cfg.cell} T={cfg.T}", leave=False,
+                dynamic_ncols=True)

@@ -1,0 +1,212 @@
+"""Aggregation of synthetic run folders: success counts, Wilson intervals, longest T, damaged
+files, the written tables, and the figures (non-empty PNG/PDF, also from empty inputs)."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rnnbench import aggregate, plots, records
+from rnnbench.aggregate import (aggregate_study, collect, longest_T_solved, success_table,
+                                wilson_interval)
+from rnnbench.config import RunConfig
+from rnnbench.study import load_study
+
+# (method, cell, T) -> outcome per seed: "s" solved, "f" failed, "d" diverged
+OUTCOMES = {
+    ("tanh-RNN", "rnn", 10): "sssff",
+    ("tanh-RNN", "rnn", 50): "fffdd",
+    ("LSTM", "lstm", 10): "sssss",
+    ("LSTM", "lstm", 50): "ssfff",
+}
+BASELINE = 1 / 6
+
+
+def fake_run(method, cell, T, seed, outcome, steps=200):
+    """Summary, curve and gradflow tables with the DESIGN.md columns and made-up numbers."""
+    cfg = RunConfig(task="adding", T=T, cell=cell, method=method, seed=seed, hidden=8,
+                    steps=steps, eval_interval=50, clip="norm")
+    run_id = cfg.run_id()
+    solved, diverged = outcome == "s", outcome == "d"
+    final = 1e-3 if solved else (math.inf if diverged else 0.16 + 0.001 * seed)
+    summary = {**cfg.record(), "run_id": run_id, "solved": solved,
+               "steps_to_solve": 100.0 + 50 * seed if solved else math.nan,
+               "final_eval_loss": final, "final_eval_error": 0.0 if solved else 0.9,
+               "best_eval_loss": min(final, 0.2), "diverged": diverged,
+               "diverged_step": 120.0 if diverged else math.nan, "steps_done": steps,
+               "baseline_loss": BASELINE, "baseline_error": 0.9, "frac_clipped": 0.1}
+    step = np.arange(steps + 1)
+    evaluated = step % 50 == 0
+    curve = pd.DataFrame({
+        "run_id": run_id, "step": step, "train_loss": 0.2 * np.exp(-step / 100),
+        "eval_loss": np.where(evaluated, 0.2 * np.exp(-step / (80 + seed)) + 1e-4, np.nan),
+        "eval_error": np.where(evaluated, 0.5, np.nan),
+        "grad_norm": 0.5 + np.abs(np.sin(step + seed)) * (5 if diverged else 1),
+        "clipped": np.zeros(steps + 1, bool)})
+    rows = []
+    for phase, at in (("start", 0), ("end", steps)):
+        for lag in range(T):
+            rows.append({"run_id": run_id, "phase": phase, "step": at, "lag": lag,
+                         "grad_norm": 0.3 * 0.9 ** lag, "jacobian_norm": 0.9 ** lag,
+                         "bound": 0.95 ** lag, "forget_product": math.nan})
+    return run_id, summary, curve, pd.DataFrame(rows)
+
+
+@pytest.fixture
+def study_dir(tmp_path):
+    d = tmp_path / "results" / "demo"
+    for (method, cell, T), outcomes in OUTCOMES.items():
+        for seed, outcome in enumerate(outcomes):
+            run_id, summary, curve, flow = fake_run(method, cell, T, seed, outcome)
+            records.write_run(d / "runs" / run_id, summary, curve, flow)
+    return d
+
+
+# --- Wilson interval -------------------------------------------------------------------------
+def test_wilson_interval_hand_computed():
+    # k=3, n=5, z=1.96: p=0.6, z^2/n=0.76832, centre=(0.6+0.38416)/1.76832=0.556551,
+    # half=(1.96/1.76832)*sqrt(0.048+0.038416)=0.325831 -> (0.230720, 0.882382)
+    lo, hi = wilson_interval(3, 5)
+    assert lo == pytest.approx(0.230720, abs=1e-6)
+    assert hi == pytest.approx(0.882382, abs=1e-6)
+    # k=0 and k=n: one end pinned, the other n/(n+z^2) from it
+    assert wilson_interval(0, 5) == pytest.approx((0.0, 3.8416 / 8.8416))
+    assert wilson_interval(5, 5) == pytest.approx((5 / 8.8416, 1.0))
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+# --- collecting and tables -------------------------------------------------------------------
+def test_collect_reads_every_run(study_dir):
+    runs, curves, flow = collect(study_dir)
+    assert len(runs) == 20 and runs["run_id"].is_unique
+    assert len(curves) == 20 * 201
+    assert set(flow["phase"]) == {"start", "end"}
+
+
+def test_success_table_counts_and_intervals(study_dir):
+    runs, _, _ = collect(study_dir)
+    table = success_table(runs)
+    assert list(table[["method", "T"]].itertuples(index=False, name=None)) == [
+        ("tanh-RNN", 10), ("tanh-RNN", 50), ("LSTM", 10), ("LSTM", 50)]  # study order
+    assert "cell" in table.columns and "seed" not in table.columns
+    row = table[(table["method"] == "tanh-RNN") & (table["T"] == 10)].iloc[0]
+    assert (row["n_runs"], row["n_solved"]) == (5, 3)
+    assert row["success_rate"] == pytest.approx(0.6)
+    assert (row["wilson_lo"], row["wilson_hi"]) == pytest.approx((0.230720, 0.882382), abs=1e-6)
+    assert row["median_steps_to_solve"] == 150.0   # seeds 0,1,2 solved at 100, 150, 200
+    assert row["divergence_rate"] == 0.0
+    assert row["baseline_loss"] == pytest.approx(BASELINE)
+    bad = table[(table["method"] == "tanh-RNN") & (table["T"] == 50)].iloc[0]
+    assert bad["n_solved"] == 0 and bad["divergence_rate"] == pytest.approx(0.4)
+    assert math.isnan(bad["median_steps_to_solve"])
+    assert bad["median_final_eval_loss"] == pytest.approx(0.161)  # inf of diverged runs dropped
+
+
+def test_success_table_splits_by_other_swept_fields(study_dir):
+    runs, _, _ = collect(study_dir)
+    runs = runs.copy()
+    runs.loc[runs["seed"] >= 3, "clip"] = "none"
+    table = success_table(runs)
+    assert "clip" in table.columns and len(table) == 8
+    assert table["n_runs"].sum() == 20
+
+
+def test_longest_T_solved(study_dir):
+    runs, _, _ = collect(study_dir)
+    longest = longest_T_solved(runs).set_index("method")
+    assert longest.loc["LSTM", "longest_T_solved"] == 10   # 2/5 at T=50 is below one half
+    assert longest.loc["tanh-RNN", "longest_T_solved"] == 10
+    assert longest.loc["LSTM", "max_T_tested"] == 50
+    assert longest.loc["LSTM", "T_tested"] == "10,50"
+    runs.loc[(runs["method"] == "LSTM") & (runs["T"] == 50), "solved"] = True
+    runs.loc[(runs["method"] == "tanh-RNN"), "solved"] = False
+    longest = longest_T_solved(runs).set_index("method")
+    assert longest.loc["LSTM", "longest_T_solved"] == 50
+    assert math.isnan(longest.loc["tanh-RNN", "longest_T_solved"])
+
+
+def test_markdown_without_tabulate():
+    md = aggregate.to_markdown(pd.DataFrame({"method": ["a|b"], "x": [0.123456], "y": [np.nan]}))
+    lines = md.splitlines()
+    assert lines[0] == "| method | x | y |"
+    assert lines[1] == "|---|---:|---:|"
+    assert lines[2] == "| a\\|b | 0.1235 | — |"
+
+
+# --- damaged and missing runs ----------------------------------------------------------------
+def test_truncated_file_is_named(study_dir):
+    victim = sorted((study_dir / "runs").iterdir())[3] / "curve.parquet"
+    victim.write_bytes(victim.read_bytes()[:100])
+    with pytest.raises(ValueError, match="corrupt or truncated") as err:
+        collect(study_dir)
+    assert str(victim) in str(err.value)
+
+
+def test_unfinished_run_is_named_unless_allowed(study_dir):
+    unfinished = study_dir / "runs" / "0123456789ab"
+    unfinished.mkdir()
+    (unfinished / "curve.parquet").write_bytes(b"")
+    with pytest.raises(ValueError) as err:
+        collect(study_dir)
+    assert str(unfinished) in str(err.value) and "summary.parquet" in str(err.value)
+    runs, _, _ = collect(study_dir, allow_missing=True)
+    assert len(runs) == 20
+
+
+# --- writing the study's outputs -------------------------------------------------------------
+def test_aggregate_study_writes_everything(study_dir):
+    out = aggregate_study(study_dir)
+    for name in ("runs.parquet", "curves.parquet", "gradflow.parquet", "tables/success.csv",
+                 "tables/success.md", "tables/longest_T.csv", "tables/longest_T.md"):
+        assert (study_dir / name).stat().st_size > 0, name
+    assert set(out) >= {"runs", "curves", "gradflow", "success", "longest_T"}
+    assert len(pd.read_csv(study_dir / "tables" / "success.csv")) == 4
+    assert (study_dir / "tables" / "success.md").read_text().startswith("| method | task | T |")
+    assert not list(study_dir.rglob("*.tmp"))
+
+
+def test_aggregate_study_with_study_keeps_its_runs_and_labels(tmp_path):
+    s = load_study({"study": "demo", "seeds": 2, "methods": {"LSTM": {"cell": "lstm"}},
+                    "fixed": {"task": "adding", "hidden": 8, "steps": 200, "eval_interval": 50,
+                              "clip": "norm"},
+                    "axes": {"T": [10]}})
+    d = tmp_path / "demo"
+    for cfg in s.runs():
+        run_id, summary, curve, flow = fake_run("LSTM", "lstm", 10, cfg.seed, "s")
+        assert run_id == cfg.run_id()
+        records.write_run(d / "runs" / run_id, summary, curve, flow)
+    stale = fake_run("old", "rnn", 10, 0, "f")  # a folder of an older configuration
+    records.write_run(d / "runs" / stale[0], *stale[1:])
+    aggregate_study(d, s)
+    runs = pd.read_parquet(d / "runs.parquet")
+    assert list(runs["label"]) == ["LSTM/T=10/seed=0", "LSTM/T=10/seed=1"]
+    with pytest.raises(ValueError, match="no summary"):
+        aggregate_study(d, load_study({**{"study": "demo"}, "fixed": {"T": 12}}))
+
+
+# --- figures ---------------------------------------------------------------------------------
+def _check_files(paths):
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    for p in paths:
+        assert p.stat().st_size > 1000, p
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths[1].read_bytes()[:5] == b"%PDF-"
+
+
+def test_plots_write_png_and_pdf(study_dir, tmp_path):
+    runs, curves, flow = collect(study_dir)
+    figs = tmp_path / "figures"
+    _check_files(plots.success_vs_T(runs, figs / "success_vs_T"))
+    _check_files(plots.learning_curves(curves, runs, figs / "learning_curves"))
+    _check_files(plots.grad_norms(curves, runs, figs / "grad_norms"))
+    _check_files(plots.gradflow_vs_lag(flow, runs, figs / "gradflow_vs_lag"))
+    assert not list(figs.glob(".*"))  # no temp files left
+
+
+def test_plots_of_empty_inputs_draw_a_note(study_dir, tmp_path):
+    runs, curves, _ = collect(study_dir)
+    empty = pd.DataFrame()
+    _check_files(plots.gradflow_vs_lag(empty, runs, tmp_path / "g"))
+    _check_files(plots.success_vs_T(empty, tmp_path / "s"))
+    _check_files(plots.learning_curves(curves.iloc[:0], runs, tmp_path / "l"))
+    _check_files(plots.grad_norms(empty, empty, tmp_path / "n"))

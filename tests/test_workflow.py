@@ -1,0 +1,111 @@
+"""The Snakemake layer: lint, dry run, config errors before any job, and a tiny end-to-end study.
+
+Each test copies Snakefile, workflow/, config/ and profiles/default into a temporary folder and
+runs snakemake there, so nothing is written into the checkout.
+"""
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "study": "tiny",
+    "description": "two methods, one length, one seed",
+    "seeds": 1,
+    "fixed": {"task": "adding", "T": 5, "hidden": 8, "optimizer": "adam", "lr": 0.01,
+              "batch_size": 8, "steps": 20, "eval_interval": 10, "eval_size": 50,
+              "clip": "norm", "clip_threshold": 1.0},
+    "methods": {"tanh-RNN": {"cell": "rnn", "activation": "tanh"}, "LSTM": {"cell": "lstm"}},
+}
+
+
+def workdir(tmp_path, study=None) -> Path:
+    """A copy of the workflow in tmp_path; `study` (a dict) replaces config/config.yaml."""
+    shutil.copy(ROOT / "Snakefile", tmp_path / "Snakefile")
+    for d in ("workflow", "config", "profiles/default"):
+        shutil.copytree(ROOT / d, tmp_path / d)
+    if study is not None:
+        (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    return tmp_path
+
+
+def snakemake(cwd, *args, timeout=600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "RNNBENCH_NO_PROGRESS": "1"}
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_lint_is_clean(tmp_path):
+    res = snakemake(workdir(tmp_path), "--lint")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "good condition" in res.stdout + res.stderr
+
+
+def test_dry_run_plans_every_run(tmp_path):
+    res = snakemake(workdir(tmp_path), "-n", "--quiet", "rules")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    counts = dict(line.split()[:2] for line in out.splitlines()
+                  if line.split()[:1] and line.split()[0] in (
+                      "train_run", "aggregate", "plot_success_vs_T", "total"))
+    assert counts["train_run"] == "18"  # default study: 3 methods x 2 T x 3 seeds
+    assert counts["aggregate"] == "1" and counts["plot_success_vs_T"] == "1"
+
+
+def test_study_file_replaces_default_config(tmp_path):
+    wd = workdir(tmp_path)
+    (wd / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    res = snakemake(wd, "-n", "--quiet", "rules", "--configfile", "tiny.yaml")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert any(line.split()[:2] == ["train_run", "2"] for line in out.splitlines()), out
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"colour": "red"}, ["colour"]),                                  # unknown top-level key
+    ({"fixed": {**TINY["fixed"], "hiden": 8}}, ["hiden"]),            # unknown run field
+    ({"methods": {"X": {"cell": "foo"}}}, ["cell", "foo", "X"]),       # bad value (RunConfig)
+    ({"axes": {"T": [5, 0]}}, ["0"]),                                 # out of range (schema)
+])
+def test_bad_config_fails_before_any_job(tmp_path, change, words):
+    wd = workdir(tmp_path, {**TINY, **change})
+    res = snakemake(wd, "--cores", "1")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    for w in words:
+        assert w in out, out
+    assert "train_run" not in out and not (wd / "results").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("rnnbench.train") is None,
+                    reason="needs the training loop (rnnbench.train) behind `rnnbench run`")
+def test_tiny_study_end_to_end(tmp_path):
+    wd = workdir(tmp_path, TINY)
+    res = snakemake(wd, "--cores", "2")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    study = wd / "results" / "tiny"
+    runs = pd.read_parquet(study / "runs.parquet")
+    assert sorted(runs["label"]) == ["LSTM/seed=0", "tanh-RNN/seed=0"]
+    assert runs["run_id"].str.fullmatch(r"[0-9a-f]{12}").all()
+    assert len(pd.read_parquet(study / "curves.parquet")) > 0
+    success = pd.read_csv(study / "tables" / "success.csv")
+    assert list(success["method"]) == ["tanh-RNN", "LSTM"] and (success["n_runs"] == 1).all()
+    assert (study / "tables" / "longest_T.md").read_text().startswith("| method |")
+    for name in ("success_vs_T", "learning_curves", "grad_norms", "gradflow_vs_lag"):
+        for ext in ("png", "pdf"):
+            assert (study / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    for log in (study / "logs" / "train_run").iterdir():
+        assert "run " in log.read_text()  # the CLI's one-line summary went to the job's log
+    again = snakemake(wd, "--cores", "2", "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
