@@ -146,7 +146,11 @@ class StackedTrainer:
 
     # -- the step ------------------------------------------------------------------------
     def _view(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return values.to(like.dtype).view((-1,) + (1,) * (like.dim() - 1))
+        """Per-member values (G,) as a (G, 1, ...) tensor broadcasting against `like`;
+        numbers in like's dtype (as torch.optim casts its Python-float hyper-parameters)."""
+        if values.dtype != torch.bool:
+            values = values.to(like.dtype)
+        return values.view((-1,) + (1,) * (like.dim() - 1))
 
     def _step_impl(self, x, y, mask):
         model = self.model
@@ -179,7 +183,7 @@ class StackedTrainer:
         for g in grads:
             thr = self._view(self.threshold, g)
             scaled = g * self._view(coef, g)
-            out.append(torch.where(self._view(clip_value, g).bool(),
+            out.append(torch.where(self._view(clip_value, g),
                                    torch.maximum(torch.minimum(g, thr), -thr), scaled))
         return norm, clip_norm | clip_value, out
 
@@ -196,12 +200,12 @@ class StackedTrainer:
             view = lambda v: self._view(v, p)  # noqa: E731
             lr = view(self.lr)
             for opt in self.present:
-                sel = view(do & (self.opt == OPTIMIZERS.index(opt))).bool()
+                sel = view(do & (self.opt == OPTIMIZERS.index(opt)))
                 if opt == "sgd":
                     cand = p - lr * g
                 elif opt == "momentum":
                     buf = self.slots["buf"][k]
-                    new_buf = torch.where(view(first).bool(), g, buf * view(beta1) + g)
+                    new_buf = torch.where(view(first), g, buf * view(beta1) + g)
                     buf.copy_(torch.where(sel, new_buf, buf))
                     cand = p - lr * new_buf
                 elif opt == "adam":
@@ -397,11 +401,12 @@ def run_group(configs, out_dirs=None, device=None, *, fused: bool | None = None,
     view = {m.index: _MemberBackend(m.twin, dev) for m in members}
     bar = _bar(first, len(members), progress)
 
-    def retire(pos: int, step: int):
+    def retire(pos: int, step: int, wall: float):
+        """Finish member `pos`: final weights out, end-of-run records, frozen from now on."""
         m = stack[pos]
         state = m.state
         trainer.model.load_member(pos, m.twin.model)
-        state["wall_time_s"] = time.perf_counter() - t_start
+        state["wall_time_s"] = wall   # the job's time until this member stopped
         state["gradflow"].append(m.twin.gradflow(diag_batch, "end", step))
         result = _result(m.cfg, task, view[m.index], state, m.run_id)
         result.summary = _with_size(result.summary, len(members))
@@ -423,31 +428,34 @@ def run_group(configs, out_dirs=None, device=None, *, fused: bool | None = None,
 
     step = 0
     evaluate([(pos, None, None, None) for pos in range(len(stack))], 0)
+    wall = time.perf_counter() - t_start
     for pos, m in enumerate(stack):
         if not running(m, 0):
-            retire(pos, 0)
+            retire(pos, 0, wall)
 
     fixed_length = task.max_length if (cuda_graph or not _variable_length(task)) else None
     pool = ThreadPoolExecutor(max_workers=1) if on_cuda else None
     pending = None
 
+    def padded(layout, by_member):
+        batches = [None if m is None else by_member[m.index] for m in layout]
+        length = max(b.x.shape[1] for b in batches if b is not None)
+        return _assemble(task, batches, max(length, fixed_length or 0))
+
     def draw(step, layout):
-        batches = [None if m is None else task.sample(m.cfg.batch_size, batch_seed(m.cfg.seed, step),
-                                                      split="train") for m in layout]
-        length = fixed_length or max(b.x.shape[1] for b in batches if b is not None)
-        return layout, batches, _assemble(task, batches, length)
+        by_member = {m.index: task.sample(m.cfg.batch_size, batch_seed(m.cfg.seed, step), split="train")
+                     for m in layout if m is not None}
+        return layout, by_member, padded(layout, by_member)
 
     try:
         while any(m is not None for m in stack):
             layout = tuple(stack)
             if pending is not None and pending[0] == step:
-                got_layout, batches, arrays = pending[1].result()
-                if got_layout != layout:   # members retired since: re-pad from the same batches
-                    batches = [b if m is not None else None for m, b in zip(layout, batches)]
-                    length = fixed_length or max(b.x.shape[1] for b in batches if b is not None)
-                    arrays = _assemble(task, batches, length)
+                got_layout, by_member, arrays = pending[1].result()
+                if got_layout != layout:   # members retired since: re-pad the same batches
+                    arrays = padded(layout, by_member)
             else:
-                _, batches, arrays = draw(step, layout)
+                _, _, arrays = draw(step, layout)
             pending = (step + 1, pool.submit(draw, step + 1, layout)) if pool is not None else None
             x_np, y_np, mask_np = arrays
             x = torch.as_tensor(x_np, dtype=dtype).to(dev, non_blocking=True)
@@ -485,8 +493,9 @@ def run_group(configs, out_dirs=None, device=None, *, fused: bool | None = None,
                         m.state["gradflow"].append(m.twin.gradflow(diag_batch, f"step {step}", step))
                     if not running(m, step):
                         finished.append(pos)
+            wall = time.perf_counter() - t_start
             for pos in sorted(finished):
-                retire(pos, step)
+                retire(pos, step, wall)
             if bar is not None:
                 bar.update(1)
             live = [pos for pos, m in enumerate(stack) if m is not None]

@@ -23,23 +23,26 @@ from numba import types
 from numba.extending import overload
 
 
-# --- elementwise math: branch-free exp/sigmoid/tanh that LLVM vectorises (no libm calls) -----
-# Identical in rnn.py, lstm.py and gru.py (each file stays self-contained for Numba's cache;
-# tests/test_reference.py checks the copies agree). Accuracy: float64 within a few ulp of libm,
-# float32 within ~2 ulp; NaN propagates, ±inf saturates.
+# --- elementwise math ------------------------------------------------------------------------
+# Branch-free exp / sigmoid / tanh without libm calls, so that LLVM vectorises the row loops
+# (AVX2: 8 float32 or 4 float64 lanes; libm's tanh alone cost ~20 ns per element here).
+# This block is identical in rnn.py, lstm.py and gru.py: each file stays self-contained so that
+# Numba's cache=True sees every edit, and tests/test_reference.py checks the copies agree.
+# Accuracy (tested): within 4 ulp of the exact value in both dtypes; NaN propagates, ±inf
+# saturates.
 
 def _exp(x):
-    """exp(x) in x's precision (Cody-Waite reduction, Taylor polynomial, exponent bits)."""
+    """exp(x) in x's own precision: x = k·ln2 + r, Taylor polynomial in r, 2^k as exponent bits."""
 
 
 @overload(_exp)
 def _exp_impl(x):
     if x == types.float32:
         def exp32(x):
-            x = np.float32(88.0) if x > np.float32(88.0) else x        # NaN passes through
+            x = np.float32(88.0) if x > np.float32(88.0) else x     # a NaN passes through
             x = np.float32(-87.0) if x < np.float32(-87.0) else x
             shifted = x * np.float32(1.4426950408889634) + np.float32(12582912.0)  # 1.5·2^23
-            k = shifted - np.float32(12582912.0)
+            k = shifted - np.float32(12582912.0)                       # round(x / ln2)
             r = (x - k * np.float32(0.693145751953125)) - k * np.float32(1.428606765330187e-06)
             p = np.float32(1.0 / 5040.0)
             p = p * r + np.float32(1.0 / 720.0)
@@ -49,15 +52,15 @@ def _exp_impl(x):
             p = p * r + np.float32(0.5)
             p = p * r + np.float32(1.0)
             p = p * r + np.float32(1.0)
-            k_int = np.float32(shifted).view(np.int32) - np.int32(0x4B400000)      # bits of 1.5·2^23
+            k_int = np.float32(shifted).view(np.int32) - np.int32(0x4B400000)
             return p * np.int32((k_int + np.int32(127)) << np.int32(23)).view(np.float32)
         return exp32
 
     def exp64(x):
-        x = 709.0 if x > 709.0 else x
+        x = 709.0 if x > 709.0 else x                                  # a NaN passes through
         x = -708.0 if x < -708.0 else x
         shifted = x * 1.4426950408889634 + 6755399441055744.0           # 1.5·2^52
-        k = shifted - 6755399441055744.0
+        k = shifted - 6755399441055744.0                               # round(x / ln2)
         r = (x - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10
         p = 1.0 / 6227020800.0
         p = p * r + 1.0 / 479001600.0
@@ -73,20 +76,20 @@ def _exp_impl(x):
         p = p * r + 0.5
         p = p * r + 1.0
         p = p * r + 1.0
-        k_int = np.float64(shifted).view(np.int64) - np.int64(0x4338000000000000)  # bits of 1.5·2^52
+        k_int = np.float64(shifted).view(np.int64) - np.int64(0x4338000000000000)
         return p * np.int64((k_int + np.int64(1023)) << np.int64(52)).view(np.float64)
     return exp64
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _sigmoid(a, one):
     return one / (one + _exp(-a))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _tanh(a, one):
-    """tanh via e = exp(−2|a|): (1 − e)/(1 + e); its Taylor series below |a| = 0.1, where the
-    subtraction would cancel (both are computed and one selected: no branch, vectorisable)."""
+    """tanh via e = exp(−2|a|): (1 − e)/(1 + e), and its Taylor series below |a| = 0.1 where
+    that subtraction cancels (both computed, one selected: no branch, so it vectorises)."""
     real = type(one)
     s = abs(a)
     e = _exp(-(s + s))
@@ -102,7 +105,7 @@ def _tanh(a, one):
     near = s + s * s2 * p
     t = near if s < real(0.1) else far
     return t if a >= 0 else -t
-# --- end of the elementwise math block -------------------------------------------------------
+# --- end of the elementwise math block --------------------------------------------------------
 
 
 @numba.njit(cache=True, error_model="numpy")
