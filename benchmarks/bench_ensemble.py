@@ -169,7 +169,8 @@ def main(argv=None):
     args.batch = args.batch or (8 if quick else 64)
     args.length = args.length or (20 if quick else 200)
     members = [int(g) for g in (args.members or ("1,4,16" if quick else "1,16,64,256,1024")).split(",")]
-    modes = (args.modes or ("eager,compile,graph,compile+graph" if device.type == "cuda" else "eager")).split(",")
+    all_modes = "eager,compile,graph,compile+graph" if device.type == "cuda" else "eager"
+    modes = (args.modes or all_modes).split(",")
     min_time, min_reps, max_reps = (0.05, 2, 5) if quick else (1.0, 5, 100)
     if device.type == "cuda":
         allow = args.precision == "tf32"

@@ -6,15 +6,15 @@
 Both sides compute the same thing: every output h_t and the gradients of all four weights, x and
 h0 (and c0) for an external gradient grad_h on every step. Both use the same number of threads:
 torch.set_num_threads(n), numba.set_num_threads(n), and threadpoolctl limits the BLAS that
-Numba's np.dot calls (SciPy's OpenBLAS) to n. Times are medians over repetitions, in ms per
-call on one batch of B sequences; torch/numba > 1 means the Numba kernels are faster.
+Numba's np.dot calls (SciPy's OpenBLAS) to n. Times are the best of several alternating
+repetitions (robust on shared cores), in ms per call on one batch of B sequences;
+torch/numba > 1 means the Numba kernels are faster.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
 import platform
-import statistics
 import subprocess
 import time
 
@@ -31,17 +31,23 @@ TORCH_MODULES = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU
 PARAM_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
-def median_time(fn, min_time: float, min_reps: int, max_reps: int) -> float:
-    """Median seconds per call after one warm-up call."""
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - start < min_time
-                                    and len(times) < max_reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def best_times(calls, min_time: float, min_reps: int, max_reps: int) -> list[float]:
+    """Best (minimum) seconds per call of each function, after one warm-up call each.
+
+    The calls alternate, so that a burst of load from other processes on the shared cores hits
+    both sides alike; the minimum is the least disturbed repetition.
+    """
+    for call in calls:
+        call()
+    best = [float("inf")] * len(calls)
+    reps, start = 0, time.perf_counter()
+    while reps < min_reps or (time.perf_counter() - start < min_time and reps < max_reps):
+        for i, call in enumerate(calls):
+            t0 = time.perf_counter()
+            call()
+            best[i] = min(best[i], time.perf_counter() - t0)
+        reps += 1
+    return best
 
 
 def make_case(cell, H, T, B, I, dtype, seed=0):
@@ -98,7 +104,7 @@ def main(argv=None):
     lengths = [int(v) for v in (args.lengths or ("100" if args.quick else "100,1000")).split(",")]
     hidden = [int(v) for v in args.hidden.split(",")]
     cells = args.cells.split(",")
-    min_time, min_reps, max_reps = (0.2, 2, 10) if args.quick else (1.0, 5, 200)
+    min_time, min_reps, max_reps = (0.3, 3, 10) if args.quick else (2.0, 7, 100)
 
     torch.set_num_threads(args.threads)
     numba.set_num_threads(args.threads)
@@ -115,8 +121,8 @@ def main(argv=None):
                 for H in hidden:
                     numba_call, torch_call = make_case(cell, H, T, args.batch, args.input_size,
                                                        dtype)
-                    t_numba = median_time(numba_call, min_time, min_reps, max_reps)
-                    t_torch = median_time(torch_call, min_time, min_reps, max_reps)
+                    t_numba, t_torch = best_times([numba_call, torch_call], min_time,
+                                                  min_reps, max_reps)
                     print(f"| {cell} | {str(dtype).removeprefix('torch.')} | {H} | {T} | "
                           f"{1e3 * t_numba:.2f} | {1e3 * t_torch:.2f} | "
                           f"{t_torch / t_numba:.2f} |", flush=True)

@@ -88,7 +88,7 @@ def test_load_from_yaml_file(tmp_path):
 
 
 def test_shipped_studies_load():
-    assert len(load_study(ROOT / "config" / "config.yaml").runs()) == 3 * 2 * 3
+    assert len(load_study(ROOT / "config" / "config.yaml").runs()) == 3 * 3 * 3  # methods x T x seeds
     big = load_study(ROOT / "config" / "studies" / "pascanu2013.yaml")
     assert len(big.runs()) == 2 * 2 * 2 * 4 * 5
 

@@ -104,7 +104,8 @@ class StackedTrainer:
             raise ValueError(f"{len(settings)} member settings for {model.members} members")
         for s in settings:
             if s.optimizer not in OPTIMIZERS:
-                raise ValueError(f"field 'optimizer': unknown value {s.optimizer!r}; allowed: {list(OPTIMIZERS)}")
+                raise ValueError(f"field 'optimizer': unknown value {s.optimizer!r}; "
+                                 f"allowed: {list(OPTIMIZERS)}")
             if s.clip not in CLIP_MODES:
                 raise ValueError(f"field 'clip': unknown value {s.clip!r}; allowed: {list(CLIP_MODES)}")
         f64 = dict(dtype=torch.float64, device=self.device)
@@ -360,12 +361,18 @@ def _assemble(task: Task, batches: list, length: int):
 
 
 def run_group(configs, out_dirs=None, device=None, *, fused: bool | None = None,
-              cuda_graph: bool | None = None, progress: bool | None = None) -> list[RunResult]:
+              cuda_graph: bool | None = None, pad_to_max: bool | None = None,
+              compact_at: float | None = None, progress: bool | None = None) -> list[RunResult]:
     """Train a group of compatible runs together; one RunResult per config, in order.
 
     `configs`: RunConfigs or dicts sharing one `grouping.group_key`. `out_dirs`: None or one
     folder per config (each gets summary/curve/gradflow.parquet like `train.run` writes).
     `device`: None -> the configs' `device` field (auto: cuda if present), or "cpu"/"cuda[:n]".
+    `fused`, `cuda_graph`: CUDA speed switches (None: environment, default off; see above).
+    `pad_to_max`: pad every batch to the task's maximum length (static shapes; None: with
+    CUDA graphs). `compact_at`: drop retired members from the stack once the live fraction is
+    at or below this (None: 1.0, i.e. at once, eagerly; 0.5 with CUDA graphs, where compacting
+    means a new capture); until then retired members stay in the stack, masked out.
     """
     cfgs = [c if isinstance(c, RunConfig) else RunConfig.from_dict(c, where=f"run {i}")
             for i, c in enumerate(configs)]
@@ -433,7 +440,9 @@ def run_group(configs, out_dirs=None, device=None, *, fused: bool | None = None,
         if not running(m, 0):
             retire(pos, 0, wall)
 
-    fixed_length = task.max_length if (cuda_graph or not _variable_length(task)) else None
+    pad_to_max = cuda_graph if pad_to_max is None else bool(pad_to_max)
+    compact_at = (0.5 if cuda_graph else 1.0) if compact_at is None else float(compact_at)
+    fixed_length = task.max_length if (pad_to_max or not _variable_length(task)) else None
     pool = ThreadPoolExecutor(max_workers=1) if on_cuda else None
     pending = None
 
@@ -461,7 +470,7 @@ def run_group(configs, out_dirs=None, device=None, *, fused: bool | None = None,
             x = torch.as_tensor(x_np, dtype=dtype).to(dev, non_blocking=True)
             y = torch.as_tensor(y_np, dtype=dtype if task.loss_kind == "mse" else torch.long).to(dev)
             mask = None if mask_np is None else torch.as_tensor(mask_np).to(dev)
-            if cuda_graph and mask is None and _variable_length(task):
+            if pad_to_max and mask is None and _variable_length(task):
                 mask = torch.ones(x.shape[0], x.shape[2], dtype=torch.bool, device=dev)
             stats = trainer.step(x, y, mask).cpu().numpy()
             step += 1
@@ -499,7 +508,7 @@ def run_group(configs, out_dirs=None, device=None, *, fused: bool | None = None,
             if bar is not None:
                 bar.update(1)
             live = [pos for pos, m in enumerate(stack) if m is not None]
-            if live and len(live) < len(stack) and (not cuda_graph or 2 * len(live) <= len(stack)):
+            if live and len(live) < len(stack) and len(live) <= compact_at * len(stack):
                 trainer = trainer.select(live)
                 stack = [stack[pos] for pos in live]
     finally:

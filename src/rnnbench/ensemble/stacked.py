@@ -59,7 +59,7 @@ def gru_pointwise(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor):
 @functools.lru_cache(maxsize=None)
 def _compiled(name: str):
     fn = {"lstm": lstm_pointwise, "gru": gru_pointwise}[name]
-    return torch.compile(fn, dynamic=False, fullgraph=True)
+    return torch.compile(fn, fullgraph=True)  # shapes change with G and chunks: automatic dynamic
 
 
 def _pointwise(cell: str, fused: bool):

@@ -43,11 +43,13 @@ def jacobian_profile(cell, params, x, h0=None, c0=None, activation="tanh", grad_
     grad_h = np.zeros_like(states.h)
     grad_h[-1] = g
     dh = backward(states, grad_h, return_dh=True)["dh"]
-    grad_norm = np.linalg.norm(dh[::-1].astype(np.float64), axis=2).mean(axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):    # an exploded BPTT reads inf / NaN
+        grad_norm = np.linalg.norm(dh[::-1].astype(np.float64), axis=2).mean(axis=1)
 
     jacobian_norm = np.empty(T)
-    for k, rows, log_scale in jacobian_product_rows(states):
-        jacobian_norm[k] = _scaled_spectral_norm(rows[:, :, :H], log_scale).mean()
+    with np.errstate(over="ignore"):                      # exploding products read inf
+        for k, rows, log_scale in jacobian_product_rows(states):
+            jacobian_norm[k] = _scaled_spectral_norm(rows[:, :, :H], log_scale).mean()
 
     lag = np.arange(T)
     bound = np.full(T, np.nan)
@@ -102,8 +104,14 @@ def _previous(array, initial, t):
 def _rnn_step(states, t, rows, w_hh):
     """rows · ∂h_t/∂h_{t−1} with ∂h_t/∂h_{t−1} = diag f'(net_t) W_hh."""
     h = states.h[t].astype(np.float64)
-    slope = {"tanh": 1.0 - h * h, "sigmoid": h * (1.0 - h), "relu": (h > 0).astype(np.float64),
-             "identity": np.ones_like(h)}[states.activation]
+    if states.activation == "tanh":
+        slope = 1.0 - h * h
+    elif states.activation == "sigmoid":
+        slope = h * (1.0 - h)
+    elif states.activation == "relu":
+        slope = (h > 0).astype(np.float64)
+    else:
+        slope = np.ones_like(h)
     B, H, _ = rows.shape
     return ((rows * slope[:, None, :]).reshape(B * H, H) @ w_hh).reshape(B, H, H)
 

@@ -1,0 +1,322 @@
+"""The Numba reference kernels against torch autograd, finite differences and known cases.
+
+Compiles 12 kernels (3 cells x forward/backward x 2 dtypes) on a clean Numba cache: roughly
+half a minute on 2 cores; cached runs take a few seconds.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+import torch
+
+import rnnbench.reference as ref
+from rnnbench.reference import diagnostics
+from rnnbench.reference.lstm import _sigmoid, _tanh
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+TORCH_CELLS = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+GRAD_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "x", "h0", "c0")
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
+               "identity": lambda a: a}
+SHAPES = [(5, 3, 4, 6), (7, 2, 6, 3), (1, 4, 2, 5)]   # (T, B, I, H): I > H, I < H, T = 1
+
+
+def assert_close(actual, expected, rtol, what):
+    """Max-norm relative error: |actual - expected|_max <= rtol * |expected|_max."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    scale = max(np.abs(expected).max(), 1e-300)
+    error = np.abs(actual - expected).max() / scale
+    assert error <= rtol, f"{what}: relative error {error:.3g} > {rtol:g}"
+
+
+def random_case(cell, T, B, I, H, dtype=np.float64, seed=0, scale=0.5):
+    rng = np.random.default_rng(seed)
+    G = GATES[cell]
+    params = {"weight_ih": scale * rng.standard_normal((G * H, I)),
+              "weight_hh": scale * rng.standard_normal((G * H, H)) / np.sqrt(H),
+              "bias_ih": 0.3 * rng.standard_normal(G * H),
+              "bias_hh": 0.3 * rng.standard_normal(G * H)}
+    params = {k: v.astype(dtype) for k, v in params.items()}
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0 = (0.5 * rng.standard_normal((B, H))).astype(dtype)
+    c0 = (0.5 * rng.standard_normal((B, H))).astype(dtype) if cell == "lstm" else None
+    grad_h = rng.standard_normal((T, B, H)).astype(dtype)
+    return params, x, h0, c0, grad_h
+
+
+def torch_reference(cell, activation, params, x, h0, c0, grad_h):
+    """h and every gradient from torch autograd: nn.RNN/LSTM/GRU, or a hand-written loop for
+    the rnn activations nn.RNN lacks."""
+    leaves = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    x_t = torch.tensor(x, requires_grad=True)
+    h0_t = torch.tensor(h0, requires_grad=True)
+    c0_t = torch.tensor(c0, requires_grad=True) if c0 is not None else None
+    if cell == "rnn" and activation not in ("tanh", "relu"):
+        f, h, outs = ACTIVATIONS[activation], h0_t, []
+        for t in range(x.shape[0]):
+            h = f(x_t[t] @ leaves["weight_ih"].T + leaves["bias_ih"]
+                  + h @ leaves["weight_hh"].T + leaves["bias_hh"])
+            outs.append(h)
+        out = torch.stack(outs)
+    else:
+        options = {"nonlinearity": activation} if cell == "rnn" else {}
+        module = TORCH_CELLS[cell](x.shape[2], h0.shape[1], **options).double()
+        # functional_call keeps our leaves in the graph, so autograd differentiates them directly
+        weights = {f"{k}_l0": v for k, v in leaves.items()}
+        state = (h0_t[None], c0_t[None]) if cell == "lstm" else h0_t[None]
+        out, _ = torch.func.functional_call(module, weights, (x_t, state))
+    inputs = [leaves[k] for k in ref.PARAM_KEYS] + [x_t, h0_t] + ([c0_t] if c0_t is not None else [])
+    grads = torch.autograd.grad(out, inputs, grad_outputs=torch.tensor(grad_h))
+    return out.detach().numpy(), dict(zip(GRAD_NAMES, (g.numpy() for g in grads)))
+
+
+CASES = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
+
+
+@pytest.mark.parametrize("cell,activation", CASES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_matches_torch_modules_float64(cell, activation, shape):
+    seed = 10 * SHAPES.index(shape) + list(GATES).index(cell)
+    params, x, h0, c0, grad_h = random_case(cell, *shape, seed=seed)
+    h, grads = ref.forward_backward(cell, params, x, h0, grad_h, c0=c0, activation=activation)
+    h_torch, grads_torch = torch_reference(cell, activation, params, x, h0, c0, grad_h)
+    assert_close(h, h_torch, 1e-10, "h")
+    assert set(grads) == set(grads_torch)
+    for name in grads_torch:
+        assert_close(grads[name], grads_torch[name], 1e-10, name)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "identity", "tanh", "relu"])
+def test_rnn_activations_match_hand_written_torch_loop(activation):
+    params, x, h0, _, grad_h = random_case("rnn", 6, 3, 4, 5, seed=3)
+    h, grads = ref.forward_backward("rnn", params, x, h0, grad_h, activation=activation)
+    # the hand-written loop is used for every activation here (it runs for tanh/relu too)
+    leaves = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    x_t, h0_t = torch.tensor(x, requires_grad=True), torch.tensor(h0, requires_grad=True)
+    f, state, outs = ACTIVATIONS[activation], h0_t, []
+    for t in range(x.shape[0]):
+        state = f(x_t[t] @ leaves["weight_ih"].T + leaves["bias_ih"]
+                  + state @ leaves["weight_hh"].T + leaves["bias_hh"])
+        outs.append(state)
+    out = torch.stack(outs)
+    inputs = [leaves[k] for k in ref.PARAM_KEYS] + [x_t, h0_t]
+    expected = torch.autograd.grad(out, inputs, grad_outputs=torch.tensor(grad_h))
+    assert_close(h, out.detach().numpy(), 1e-10, "h")
+    for name, g in zip(GRAD_NAMES, expected):
+        assert_close(grads[name], g.numpy(), 1e-10, name)
+
+
+@pytest.mark.parametrize("cell,activation",
+                         CASES + [("rnn", "sigmoid"), ("rnn", "identity")])
+def test_central_finite_differences(cell, activation):
+    params, x, h0, c0, grad_h = random_case(cell, 4, 2, 3, 3, seed=11)
+    _, grads = ref.forward_backward(cell, params, x, h0, grad_h, c0=c0, activation=activation)
+    inputs = dict(params, x=x, h0=h0, **({"c0": c0} if c0 is not None else {}))
+
+    def loss(values):
+        p = {k: values[k] for k in ref.PARAM_KEYS}
+        h = ref.forward(cell, p, values["x"], values["h0"], values.get("c0"), activation)
+        return float(np.sum(grad_h * h))
+
+    eps = 1e-6
+    for name, value in inputs.items():
+        numeric = np.zeros_like(value)
+        for index in np.ndindex(value.shape):
+            plus, minus = {k: v.copy() for k, v in inputs.items()}, {k: v.copy() for k, v in inputs.items()}
+            plus[name][index] += eps
+            minus[name][index] -= eps
+            numeric[index] = (loss(plus) - loss(minus)) / (2 * eps)
+        assert_close(grads[name], numeric, 1e-6, f"{cell}/{activation} d{name}")
+
+
+@pytest.mark.parametrize("cell,activation", CASES + [("rnn", "sigmoid")])
+def test_float32_matches_float64(cell, activation):
+    params, x, h0, c0, grad_h = random_case(cell, 30, 4, 5, 16, seed=5)
+    h64, g64 = ref.forward_backward(cell, params, x, h0, grad_h, c0=c0, activation=activation)
+    as32 = lambda a: None if a is None else a.astype(np.float32)  # noqa: E731
+    h32, g32 = ref.forward_backward(cell, {k: as32(v) for k, v in params.items()}, as32(x),
+                                    as32(h0), as32(grad_h), c0=as32(c0), activation=activation)
+    assert h32.dtype == np.float32 and all(g.dtype == np.float32 for g in g32.values())
+    assert_close(h32, h64, 1e-4, "h")
+    for name in g64:
+        assert_close(g32[name], g64[name], 1e-4, name)
+
+
+def test_forward_states_and_backward_api():
+    params, x, h0, c0, grad_h = random_case("lstm", 5, 2, 3, 4)
+    states = ref.forward_states("lstm", params, x, h0, c0)
+    assert states.h.shape == states.c.shape == (5, 2, 4) and states.gates.shape == (5, 2, 16)
+    np.testing.assert_array_equal(ref.forward("lstm", params, x, h0, c0), states.h)
+    grads = ref.backward(states, grad_h, return_dh=True)
+    _, plain = ref.forward_backward("lstm", params, x, h0, grad_h, c0=c0)
+    for name in plain:
+        np.testing.assert_array_equal(grads[name], plain[name])
+    np.testing.assert_array_equal(grads["dh"][-1], grad_h[-1])   # last step: external only
+    # default initial states are zeros, as in torch
+    h_default = ref.forward("lstm", params, x, None)
+    np.testing.assert_array_equal(h_default, ref.forward("lstm", params, x, 0 * h0, 0 * c0))
+
+
+def _bad_input_cases():
+    params, x, h0, c0, grad_h = random_case("lstm", 3, 2, 3, 4)
+    base = dict(cell="lstm", params=params, x=x, h0=h0, c0=c0, grad_h=grad_h, activation="tanh")
+
+    def with_params(**changes):
+        p = dict(params)
+        for k, v in changes.items():
+            if v is None:
+                del p[k]
+            else:
+                p[k] = v
+        return p
+
+    return [
+        ("cell", dict(base, cell="elman")),
+        ("activation", dict(base, cell="rnn", params=random_case("rnn", 3, 2, 3, 4)[0],
+                            c0=None, activation="softsign")),
+        ("activation", dict(base, activation="relu")),                    # lstm takes none
+        ("x", dict(base, x=x.astype(np.int64))),
+        ("x", dict(base, x=x[0])),
+        ("params", dict(base, params=with_params(bias_hh=None))),
+        ("params", dict(base, params=dict(params, weight_ih_l0=params["weight_ih"]))),
+        ("params", dict(base, params=[params["weight_ih"]])),
+        ("weight_hh", dict(base, params=with_params(weight_hh=params["weight_hh"][:, :3]))),
+        ("weight_ih", dict(base, params=with_params(weight_ih=params["weight_ih"][:, :2]))),
+        ("weight_ih", dict(base, params=with_params(weight_ih=params["weight_ih"].astype(np.float32)))),
+        ("bias_ih", dict(base, params=with_params(bias_ih=params["bias_ih"][:-1]))),
+        ("h0", dict(base, h0=h0[:1])),
+        ("h0", dict(base, h0=h0.astype(np.float32))),
+        ("c0", dict(base, c0=c0.T)),
+        ("c0", dict(base, cell="gru", params=random_case("gru", 3, 2, 3, 4)[0])),
+        ("grad_h", dict(base, grad_h=grad_h[:-1])),
+        ("grad_h", dict(base, grad_h=grad_h.astype(np.float32))),
+    ]
+
+
+@pytest.mark.parametrize("argument,call", _bad_input_cases())
+def test_bad_inputs_raise_value_error_naming_the_argument(argument, call):
+    with pytest.raises(ValueError, match=re.escape(argument)):
+        ref.forward_backward(call["cell"], call["params"], call["x"], call["h0"], call["grad_h"],
+                             c0=call["c0"], activation=call["activation"])
+
+
+# --- diagnostics ---------------------------------------------------------------------------
+
+def _orthogonal(H, seed):
+    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((H, H)))
+    return q * np.sign(np.diag(r))
+
+
+@pytest.mark.parametrize("a", [0.9, 1.0, 1.1])
+def test_identity_rnn_jacobian_norm_is_a_to_the_k(a):
+    params, x, h0, _, _ = random_case("rnn", 40, 3, 2, 5, seed=2)
+    params["weight_hh"] = a * _orthogonal(5, seed=4)
+    profile = ref.jacobian_profile("rnn", params, x, h0, activation="identity")
+    k = np.arange(40)
+    np.testing.assert_allclose(profile["jacobian_norm"], a ** k, rtol=1e-10)
+    np.testing.assert_allclose(profile["bound"], a ** k, rtol=1e-10)   # beta_W = a, beta_f = 1
+    # grad at lag k = g (aQ)^k: its norm is a^k ||g|| = a^k for the default unit g
+    np.testing.assert_allclose(profile["grad_norm"], a ** k, rtol=1e-10)
+    assert np.isnan(profile["forget_product"]).all()
+    np.testing.assert_array_equal(profile["lag"], k)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_grad_profile_at_lag_zero_is_the_given_gradient_norm(cell):
+    params, x, h0, c0, _ = random_case(cell, 12, 3, 2, 4, seed=6)
+    g = np.random.default_rng(1).standard_normal((3, 4))
+    profile = ref.jacobian_profile(cell, params, x, h0, c0, grad_last=g)
+    assert profile["grad_norm"][0] == pytest.approx(np.linalg.norm(g, axis=1).mean(), rel=1e-12)
+    assert profile["jacobian_norm"][0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+def test_bound_dominates_measured_jacobian_norm(activation):
+    params, x, h0, _, _ = random_case("rnn", 60, 4, 3, 6, seed=8, scale=1.5)
+    profile = ref.jacobian_profile("rnn", params, x, h0, activation=activation)
+    assert np.all(profile["jacobian_norm"] <= profile["bound"] * (1 + 1e-10))
+    # with the unit default dL/dh_T, ||dL/dh_{T-k}|| <= ||dh_T/dh_{T-k}|| for every sample
+    assert np.all(profile["grad_norm"] <= profile["jacobian_norm"] * (1 + 1e-10))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_jacobian_products_agree_with_bptt(cell):
+    """Row j of dh_T/dh_{T-k} must equal the BPTT gradient of L = h_T[j]: an independent check
+    of the hand-derived step Jacobians against the torch-validated backward kernels."""
+    T, B, H = 6, 2, 3
+    params, x, h0, c0, _ = random_case(cell, T, B, 2, H, seed=9, scale=1.0)
+    states = ref.forward_states(cell, params, x, h0, c0)
+    products = list(diagnostics.jacobian_product_rows(states))
+    for j in range(H):
+        grad_h = np.zeros((T, B, H))
+        grad_h[-1, :, j] = 1.0
+        dh = ref.backward(states, grad_h, return_dh=True)["dh"]
+        for k, rows, log_scale in products:
+            exact = rows[:, j, :H] * np.exp(log_scale)[:, None]
+            np.testing.assert_allclose(exact, dh[T - 1 - k], rtol=1e-9, atol=1e-13)
+
+
+def test_lstm_forget_product_follows_the_forget_gates():
+    params, x, h0, c0, _ = random_case("lstm", 10, 3, 2, 4, seed=10)
+    params["bias_hh"][4:8] += 2.0                              # forget bias: gates near 1
+    profile = ref.jacobian_profile("lstm", params, x, h0, c0)
+    forget = ref.forward_states("lstm", params, x, h0, c0).gates[:, :, 4:8]
+    expected = [1.0] + [np.prod(forget[10 - k:], axis=0).mean() for k in range(1, 10)]
+    np.testing.assert_allclose(profile["forget_product"], expected, rtol=1e-12)
+    assert np.isnan(profile["bound"]).all()
+
+
+def test_exploding_products_give_inf_not_nan():
+    params, x, h0, _, _ = random_case("rnn", 1100, 2, 2, 3, seed=12)
+    params["weight_hh"] = 2.0 * _orthogonal(3, seed=1)
+    profile = ref.jacobian_profile("rnn", params, x, h0, activation="identity")
+    # (grad_norm comes from plain float64 BPTT, which overflows to inf/NaN here: not checked)
+    assert not np.isnan(profile["jacobian_norm"]).any() and not np.isnan(profile["bound"]).any()
+    assert profile["jacobian_norm"][-1] == np.inf and profile["bound"][-1] == np.inf
+    np.testing.assert_allclose(profile["jacobian_norm"][:1000], 2.0 ** np.arange(1000), rtol=1e-9)
+
+
+# --- the vectorised elementwise math -------------------------------------------------------
+
+def test_elementwise_math_block_is_identical_in_every_cell_file():
+    folder = Path(ref.__file__).parent
+    pattern = re.compile(r"# --- elementwise math.*?# --- end of the elementwise math block",
+                         re.S)
+    blocks = {name: pattern.search((folder / f"{name}.py").read_text()).group(0)
+              for name in ("rnn", "lstm", "gru")}
+    assert blocks["rnn"] == blocks["lstm"] == blocks["gru"]
+
+
+@numba.njit(error_model="numpy")
+def _apply_tanh_sigmoid(values, tanh_out, sigmoid_out):
+    one = values.dtype.type(1.0)
+    for i in range(values.size):
+        tanh_out[i] = _tanh(values[i], one)
+        sigmoid_out[i] = _sigmoid(values[i], one)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_tanh_and_sigmoid_are_accurate(dtype):
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.standard_normal(4000) * s
+                             for s in (1e-9, 1e-3, 0.05, 0.1, 0.5, 2, 10, 100)]).astype(dtype)
+    tanh_out, sigmoid_out = np.empty_like(values), np.empty_like(values)
+    _apply_tanh_sigmoid(values, tanh_out, sigmoid_out)
+    wide = values.astype(np.longdouble)
+    exact_tanh = np.tanh(wide)
+    exact_sigmoid = 1 / (1 + np.exp(-wide))
+    ulp = lambda e: np.spacing(np.abs(e).astype(dtype))  # noqa: E731
+    assert np.all(np.abs(tanh_out - exact_tanh) <= 4 * ulp(exact_tanh))
+    mask = exact_sigmoid > np.finfo(dtype).tiny * 1e6          # away from denormal underflow
+    assert np.all(np.abs(sigmoid_out - exact_sigmoid)[mask] <= 4 * ulp(exact_sigmoid)[mask])
+    special = np.array([np.nan, np.inf, -np.inf, 0.0], dtype)
+    t, s = np.empty_like(special), np.empty_like(special)
+    _apply_tanh_sigmoid(special, t, s)
+    assert np.isnan(t[0]) and np.isnan(s[0])
+    np.testing.assert_array_equal(t[1:], [1, -1, 0])
+    np.testing.assert_array_equal(s[1:], [1, 0, 0.5])
