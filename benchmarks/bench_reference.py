@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/bench_reference.py --quick    # T=100 only, fewer repetitions
 
 Both sides compute the same thing: every output h_t and the gradients of all four weights, x and
-h0 (and c0) for an external gradient grad_h on every step. Both use the same number of threads:
-torch.set_num_threads(n), numba.set_num_threads(n), and threadpoolctl limits the BLAS that
-Numba's np.dot calls (SciPy's OpenBLAS) to n. Times are the best of several alternating
+h0 (and c0) for an external gradient grad_h on every step. Both use the same number of threads
+(--threads, default 1): torch.set_num_threads(n), numba.set_num_threads(n), and threadpoolctl
+limits the BLAS that Numba's np.dot calls (SciPy's OpenBLAS) to n. Times are the best of several alternating
 repetitions (robust on shared cores), in ms per call on one batch of B sequences;
 torch/numba > 1 means the Numba kernels are faster.
 """
@@ -92,8 +92,10 @@ def machine() -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="T=100 only, fewer repetitions")
-    parser.add_argument("--threads", type=int, default=numba.get_num_threads(),
-                        help="threads for torch, numba and BLAS (default: numba's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for torch, numba and the BLAS, the same on both sides "
+                             "(default 1: the kernels are serial and one step's GEMM is too "
+                             "small to split; on 2 shared cores extra threads only spin)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--input-size", type=int, default=8)
     parser.add_argument("--cells", default="rnn,lstm,gru")

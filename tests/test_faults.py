@@ -7,6 +7,7 @@ tests run the repository's workflow (Snakefile + workflow/) in a temporary copy.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -121,7 +122,8 @@ def find_training_process(run_id: str) -> int | None:
         except OSError:
             continue
         args = [a.decode(errors="replace") for a in argv if a]
-        if (any(a.endswith("rnnbench") for a in args[:2]) and "run" in args
+        # `rnnbench run ...` (console script) or `python -m rnnbench run ...`
+        if (any(Path(a).name == "rnnbench" for a in args[:3]) and "run" in args
                 and any(a.rstrip("/").endswith(run_id) for a in args)):
             return int(entry.name)
     return None
@@ -199,7 +201,7 @@ def test_diverging_run_is_recorded_and_study_completes(finished_study):
 def test_divergence_detected_in_process(backend, tmp_path):
     cfg = {**TINY_FIXED, **EXPLODING, "backend": backend}
     result = rnnbench.train.run(cfg, out_dir=tmp_path)
-    assert result.summary["diverged"] is True or result.summary["diverged"] == True  # noqa: E712
+    assert bool(result.summary["diverged"]) is True
     assert 1 <= result.summary["diverged_step"] <= cfg["steps"]
     on_disk = pd.read_parquet(tmp_path / "summary.parquet")
     assert bool(on_disk["diverged"].iloc[0])
@@ -360,10 +362,9 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(backend, cell, tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_sigkill_then_resume_via_cli_equals_uninterrupted_run(backend, tmp_path):
-    import json
-    steps = 4000 if backend == "numba" else 400
+def test_sigkill_then_resume_via_cli_equals_uninterrupted_run(tmp_path):
+    # The fastest CPU backend: a few seconds of training, killed after its first checkpoint.
+    backend, steps = ("numba", 4000) if numba_available() else ("torch", 200)
     cfg = {**TINY_FIXED, "cell": "gru", "backend": backend, "dtype": "float64", "steps": steps,
            "eval_interval": steps // 8, "checkpoint_every": steps // 20, "early_stop": False}
     out = tmp_path / "run"
@@ -506,7 +507,7 @@ def test_bad_config_rejected_naming_the_field(change, name):
 
 
 # A few of them through the Snakemake command line: rejected before any job starts.
-CLI_BAD = ["fixed-unknown", "clip_threshold-zero", "cell-unknown", "seeds-zero"]
+CLI_BAD = ["fixed-unknown", "clip_threshold-zero", "seeds-zero"]
 
 
 @pytest.mark.slow

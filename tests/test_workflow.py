@@ -111,3 +111,27 @@ def test_tiny_study_end_to_end(tmp_path):
         assert "run " in log.read_text()  # the CLI's one-line summary went to the job's log
     again = snakemake(wd, "--cores", "2", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_ensemble_jobs_give_the_rows_of_single_runs(tmp_path):
+    """`ensemble.enabled` groups compatible runs into one job each; results equal solo runs."""
+    import rnnbench
+    from rnnbench.study import load_study
+
+    study = {**TINY, "seeds": 2, "ensemble": {"enabled": True, "members_per_job": 8},
+             "fixed": {**TINY["fixed"], "dtype": "float64", "backend": "torch"}}
+    wd = workdir(tmp_path, study)
+    plan = snakemake(wd, "-n", "--quiet", "rules")
+    assert any(line.split()[:2] == ["train_ensemble", "2"] for line in plan.stdout.splitlines()), \
+        plan.stdout + plan.stderr  # one group per cell, both seeds in it
+    res = snakemake(wd, "--cores", "2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    group = pd.read_parquet(wd / "results/tiny/runs.parquet").set_index("run_id")
+    assert set(group["backend_used"]) == {"ensemble"} and len(group) == 4
+    assert len(list((wd / "results/tiny/ensembles").glob("*.done"))) == 2
+    for cfg in load_study(study).runs():
+        solo = rnnbench.run(cfg).summary
+        row = group.loc[solo["run_id"]]
+        for column in ("final_eval_loss", "best_eval_loss", "spectral_radius_end", "frac_clipped"):
+            assert row[column] == pytest.approx(solo[column], rel=1e-7), column

@@ -14,6 +14,7 @@ study, the method and the field.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field, fields
@@ -25,7 +26,8 @@ import yaml
 from .config import RunConfig, field_names
 
 TOP_LEVEL_KEYS = ("study", "description", "seeds", "fixed", "methods", "axes", "exclude",
-                  "results_dir")
+                  "results_dir", "ensemble")
+ENSEMBLE_DEFAULTS = {"enabled": False, "members_per_job": 256}
 RESERVED = ("seed", "method")  # set by `seeds` and `methods`, never by fixed/overrides/axes
 
 
@@ -39,6 +41,25 @@ class Study:
     axes: dict = field(default_factory=dict)
     exclude: list = field(default_factory=list)
     results_dir: str = "results"
+    ensemble: dict = field(default_factory=lambda: dict(ENSEMBLE_DEFAULTS))
+
+    def jobs(self) -> tuple[list[str], dict[str, list[str]]]:
+        """How the runs are trained: (run ids trained one per job, group id -> member run ids).
+
+        With `ensemble.enabled`, runs that can share a job (rnnbench.ensemble.can_ensemble)
+        are grouped by shape, at most `members_per_job` per group; the rest run alone."""
+        runs = self.runs()
+        if not self.ensemble["enabled"]:
+            return [cfg.run_id() for cfg in runs], {}
+        from .ensemble import can_ensemble, group_runs
+        solo = [cfg.run_id() for cfg in runs if not can_ensemble(cfg)]
+        grouped = group_runs([cfg for cfg in runs if can_ensemble(cfg)],
+                             self.ensemble["members_per_job"])
+        groups = {}
+        for members in grouped:
+            ids = [cfg.run_id() for cfg in members]
+            groups[hashlib.sha1(" ".join(ids).encode()).hexdigest()[:12]] = ids
+        return solo, groups
 
     def runs(self) -> list[RunConfig]:
         """methods x product(axes) x seeds, excluded combinations dropped; each one validated."""
@@ -113,6 +134,7 @@ def load_study(source) -> Study:
         axes=_axes(data.get("axes") or {}, where),
         exclude=_exclude(data.get("exclude") or [], where),
         results_dir=str(data.get("results_dir", "results")),
+        ensemble=_ensemble(data.get("ensemble") or {}, where),
     )
     study.runs()  # validate every run now
     return study
@@ -125,6 +147,22 @@ def _build(values: dict, where: str) -> RunConfig:
     except ValueError as exc:  # value checks in config.validate do not know `where`
         msg = str(exc)
         raise ValueError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+
+
+def _ensemble(values, where) -> dict:
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: 'ensemble' must be a mapping, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(ENSEMBLE_DEFAULTS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown} in 'ensemble'; "
+                         f"allowed: {list(ENSEMBLE_DEFAULTS)}")
+    merged = {**ENSEMBLE_DEFAULTS, **values}
+    if not isinstance(merged["enabled"], bool):
+        raise ValueError(f"{where}: 'ensemble.enabled' must be true or false")
+    cap = merged["members_per_job"]
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+        raise ValueError(f"{where}: 'ensemble.members_per_job' must be an integer >= 1, got {cap!r}")
+    return merged
 
 
 def _label(method: str, axis_values: dict, seed: int) -> str:

@@ -3,6 +3,7 @@ import contextlib
 import json
 import re
 import shlex
+import sys
 import traceback
 from pathlib import Path
 
@@ -18,6 +19,11 @@ from rnnbench.study import load_study
 validate(config, "../schemas/config.schema.yaml")
 STUDY = load_study(config)
 RUNS = {cfg.run_id(): cfg for cfg in STUDY.runs()}
+# Runs trained one per job, and ensemble groups (group id -> member run ids); see Study.jobs.
+SOLO, GROUPS = STUDY.jobs()
+# The interpreter running Snakemake has rnnbench installed: jobs use it even when the venv's
+# bin/ is not on PATH (e.g. `.venv/bin/snakemake` called directly).
+PYTHON = shlex.quote(sys.executable)
 RESULTS = config["results_dir"].rstrip("/")
 STUDY_DIR = f"{RESULTS}/{STUDY.name}"
 FIGURES = ("success_vs_T", "learning_curves", "grad_norms", "gradflow_vs_lag")
@@ -26,16 +32,29 @@ TABLES = ("success", "longest_T")
 
 wildcard_constraints:
     study=re.escape(STUDY.name),
-    run_id="[0-9a-f]{12}",
+    # Runs of ensemble groups are written by their group's job, never by train_run.
+    run_id="|".join(SOLO) if GROUPS else "[0-9a-f]{12}",
+    group_id="[0-9a-f]{12}",
 
 
 def run_files(name):
-    """Input function: `name`.parquet of every run of the study."""
+    """Input function: `name`.parquet of every run trained alone, and the completion marker
+    of every ensemble group (its job writes its members' files, summary last, then the marker)."""
 
     def files(wildcards):
-        return [f"{RESULTS}/{wildcards.study}/runs/{r}/{name}.parquet" for r in RUNS]
+        solo = [f"{RESULTS}/{wildcards.study}/runs/{r}/{name}.parquet" for r in SOLO]
+        return solo + [f"{RESULTS}/{wildcards.study}/ensembles/{g}.done" for g in GROUPS]
 
     return files
+
+
+def group_spec_json(wildcards):
+    """The member RunConfigs of an ensemble group as a JSON list."""
+    return json.dumps([RUNS[r].to_dict() for r in GROUPS[wildcards.group_id]], sort_keys=True)
+
+
+def group_out_dirs(wildcards):
+    return " ".join(f"{RESULTS}/{wildcards.study}/runs/{r}" for r in GROUPS[wildcards.group_id])
 
 
 def run_config_json(wildcards):

@@ -33,7 +33,7 @@ from ._common import (CELLS, PARAM_KEYS, RNN_ACTIVATIONS, ForwardStates, check_g
 from .diagnostics import jacobian_profile
 
 __all__ = ["CELLS", "RNN_ACTIVATIONS", "PARAM_KEYS", "ForwardStates", "forward",
-           "forward_states", "backward", "forward_backward", "jacobian_profile"]
+           "forward_states", "backward", "forward_backward", "jacobian_profile", "blas_threads"]
 
 _CELL_MODULES = {"rnn": rnn, "lstm": lstm, "gru": gru}
 
@@ -71,3 +71,15 @@ def forward_backward(cell, params, x, h0, grad_h, c0=None, activation="tanh"):
     """One forward pass and its BPTT: returns (h (T, B, H), grads dict)."""
     states = forward_states(cell, params, x, h0, c0, activation)
     return states.h, backward(states, grad_h)
+
+
+def blas_threads(n: int = 1):
+    """Context manager limiting the BLAS behind the kernels' np.dot (SciPy's OpenBLAS) to n threads.
+
+    The per-step GEMMs are tiny (B×H by H×G·H): with more than one BLAS thread on busy shared
+    cores they can run 100× slower, so a CPU training loop should run inside
+    `with blas_threads(1):`. Needs threadpoolctl (installed with scikit-learn).
+    """
+    import scipy.linalg.cython_blas  # noqa: F401 - load the library first, so that it is limited
+    import threadpoolctl
+    return threadpoolctl.threadpool_limits(limits=n, user_api="blas")

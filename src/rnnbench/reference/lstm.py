@@ -12,8 +12,10 @@ Backward, per step (dh_t = grad_h_t + δ_{t+1} W_hh, dc_t carried from step t+1)
     dW_ih = Σ δ_t^T x_t,  dW_hh = Σ δ_t^T h_{t-1},  db = Σ δ_t,  dx_t = δ_t W_ih
 
 The forward pass saves the post-activation gates and c_t. As in rnn.py: one GEMM for the input
-projection of all steps, one (B×H)·(H×4H) GEMM per step into a preallocated buffer, weight
-gradients as single GEMMs after the loop. Self-contained so that `cache=True` sees every edit.
+projection of all steps (biases added there too), one (B×H)·(H×4H) GEMM per step into a
+preallocated buffer, short unit-stride row loops with few arrays each (so that LLVM vectorises
+them), weight gradients as single GEMMs after the loop. Self-contained so that `cache=True`
+sees every edit.
 """
 from __future__ import annotations
 
