@@ -77,21 +77,15 @@ def run(config, out_dir=None, progress: bool | None = None, stop_after: int | No
         batch = task.sample(cfg.batch_size, batch_seed(cfg.seed, step), split="train")
         loss, grad_norm, clipped = backend.step(batch)
         step += 1
-        state["step"] = step
-        state["n_clipped"] += int(clipped)
         if bar is not None:
             bar.update(1)
-        limit = cfg.divergence_factor * max(state["initial_loss"], task.baseline_loss)
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)) or loss > limit:
-            state["diverged"], state["diverged_step"] = True, step
-            state["curve"].append(_curve_row(step, loss, grad_norm, clipped))
+        outcome = record_step(state, cfg, task, step, loss, grad_norm, clipped)
+        if outcome == "diverged":
             break
-        if step % cfg.eval_interval == 0 or step == cfg.steps:
+        if outcome == "evaluate":
             _evaluate(state, backend, task, eval_batch, step, loss, grad_norm, clipped)
-            if cfg.diagnostics_every and step % cfg.diagnostics_every == 0 and step < cfg.steps:
+            if diagnostics_due(cfg, step):
                 state["gradflow"].append(backend.gradflow(diag_batch, f"step {step}", step))
-        else:
-            state["curve"].append(_curve_row(step, loss, grad_norm, clipped))
         state["wall_time_s"] = time.perf_counter() - t_start
         if out_dir is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             _save_checkpoint(out_dir / CHECKPOINT, cfg, backend, state)
@@ -109,6 +103,28 @@ def run(config, out_dir=None, progress: bool | None = None, stop_after: int | No
         records.write_run(out_dir, result.summary, result.curve, result.gradflow)
         (out_dir / CHECKPOINT).unlink(missing_ok=True)
     return result
+
+
+def record_step(state, cfg, task, step, loss, grad_norm, clipped) -> str:
+    """Book-keeping after optimisation step `step`, shared by every engine: returns
+    "diverged" (recorded; the run ends), "evaluate" (the caller evaluates, which appends the
+    curve row) or "logged" (curve row appended)."""
+    state["step"] = step
+    state["n_clipped"] += int(clipped)
+    limit = cfg.divergence_factor * max(state["initial_loss"], task.baseline_loss)
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)) or loss > limit:
+        state["diverged"], state["diverged_step"] = True, step
+        state["curve"].append(_curve_row(step, loss, grad_norm, clipped))
+        return "diverged"
+    if step % cfg.eval_interval == 0 or step == cfg.steps:
+        return "evaluate"
+    state["curve"].append(_curve_row(step, loss, grad_norm, clipped))
+    return "logged"
+
+
+def diagnostics_due(cfg, step) -> bool:
+    """An intermediate gradient-flow profile at this evaluation step (start and end always)."""
+    return bool(cfg.diagnostics_every) and step % cfg.diagnostics_every == 0 and step < cfg.steps
 
 
 def _fresh_state(backend, diag_batch) -> dict:

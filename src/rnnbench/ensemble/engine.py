@@ -33,7 +33,6 @@ rerun from the start, giving the same results. Each member's files are written w
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -48,7 +47,8 @@ from .. import records, tasks
 from ..backends import TorchBackend, resolve_device, set_precision
 from ..config import RunConfig
 from ..tasks import Task
-from ..train import RunResult, _curve_row, _evaluate, _fresh_state, _result, batch_seed
+from ..train import (RunResult, _evaluate, _fresh_state, _result, batch_seed,
+                     diagnostics_due, record_step)
 from .grouping import check_group
 from .stacked import StackedModel
 
@@ -479,25 +479,16 @@ def run_group(configs, out_dirs=None, device=None, *, fused: bool | None = None,
                 if m is None:
                     continue
                 loss, grad_norm, clipped = float(stats[0, pos]), float(stats[1, pos]), bool(stats[2, pos])
-                state = m.state
-                state["step"] = step
-                state["n_clipped"] += int(clipped)
-                cfg = m.cfg
-                limit = cfg.divergence_factor * max(state["initial_loss"], task.baseline_loss)
-                if not (math.isfinite(loss) and math.isfinite(grad_norm)) or loss > limit:
-                    state["diverged"], state["diverged_step"] = True, step
-                    state["curve"].append(_curve_row(step, loss, grad_norm, clipped))
+                outcome = record_step(m.state, m.cfg, task, step, loss, grad_norm, clipped)
+                if outcome == "diverged":
                     finished.append(pos)
-                elif step % cfg.eval_interval == 0 or step == cfg.steps:
+                elif outcome == "evaluate":
                     to_eval.append((pos, loss, grad_norm, clipped))
-                else:
-                    state["curve"].append(_curve_row(step, loss, grad_norm, clipped))
             if to_eval:
                 evaluate(to_eval, step)
                 for pos, *_ in to_eval:
                     m = stack[pos]
-                    every = m.cfg.diagnostics_every
-                    if every and step % every == 0 and step < m.cfg.steps:
+                    if diagnostics_due(m.cfg, step):
                         trainer.model.load_member(pos, m.twin.model)
                         m.state["gradflow"].append(m.twin.gradflow(diag_batch, f"step {step}", step))
                     if not running(m, step):

@@ -5,6 +5,7 @@ that `cache=True` notices edits to them. Everything here runs once per call, nev
 """
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -121,3 +122,25 @@ def check_grad_h(grad_h, states: ForwardStates) -> np.ndarray:
     grad_h = _as_float_array("grad_h", grad_h, states.x.dtype)
     _check_shape("grad_h", grad_h, states.h.shape)
     return grad_h
+
+
+_scratch = threading.local()
+
+
+def scratch(shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous work array, reused across calls in the same thread.
+
+    The backward kernels' δ arrays are T·B·G·H elements: above 32 MB glibc maps fresh pages for
+    every allocation, and first-touching them costs ~3 µs per 4 KiB page on the development VM
+    (50 ms per 64 MB). Reusing one growing buffer per thread and dtype avoids that; it keeps the
+    largest such buffer alive. Never hand out a view of it: it is overwritten by the next call.
+    """
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None:
+        buffers = _scratch.buffers = {}
+    buffer = buffers.get(dtype)
+    if buffer is None or buffer.size < size:
+        buffer = buffers[dtype] = np.empty(size, dtype)
+    return buffer[:size].reshape(shape)

@@ -7,7 +7,6 @@ permutation with seed 0, the first 80% (1437 images) train, the rest (360) test.
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
