@@ -111,6 +111,10 @@ def test_tiny_study_end_to_end(tmp_path):
         assert "run " in log.read_text()  # the CLI's one-line summary went to the job's log
     again = snakemake(wd, "--cores", "2", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+    report = snakemake(wd, "--report", "report.html")
+    assert report.returncode == 0, report.stdout + report.stderr
+    html = (wd / "report.html").read_text(errors="replace")
+    assert "Success rate" in html and "success_vs_T.png" in html  # captions and figures
 
 
 @pytest.mark.slow

@@ -25,6 +25,8 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
+from ._common import scratch
+
 
 # --- elementwise math ------------------------------------------------------------------------
 # Branch-free exp / sigmoid / tanh without libm calls, so that LLVM vectorises the row loops
@@ -149,17 +151,17 @@ def forward_kernel(x, h0, w_ih, w_hh, b_ih, b_hh):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def backward_kernel(x, h0, w_ih, w_hh, h, gates, hn, grad_h, dh_trace):
+def backward_kernel(x, h0, w_ih, w_hh, h, gates, hn, grad_h, dh_trace, delta_x, delta_h):
     """BPTT. Returns (d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_x, d_h0).
 
     dh_trace: (T, B, H) array receiving the total dL/dh_t of every step, or (0, B, H) to skip.
+    delta_x, delta_h: (T, B, 3H) work arrays for dL/d(W_ih x_t + b_ih) and
+    dL/d(W_hh h_{t-1} + b_hh) (contents ignored, overwritten).
     """
     T, B, I = x.shape
     H = h0.shape[1]
     one = x.dtype.type(1.0)
     keep_trace = dh_trace.shape[0] == T
-    delta_x = np.empty((T, B, 3 * H), dtype=x.dtype)  # dL/d(W_ih x_t + b_ih)
-    delta_h = np.empty((T, B, 3 * H), dtype=x.dtype)  # dL/d(W_hh h_{t-1} + b_hh)
     recurrent = np.zeros((B, H), dtype=x.dtype)       # δh_{t+1} W_hh
     carry = np.zeros((B, H), dtype=x.dtype)           # dh_{t+1} ⊙ z_{t+1}, then dL/dh_t
     for t in range(T - 1, -1, -1):
@@ -222,8 +224,9 @@ def forward(params, x, h0, c0, activation):
 def backward(states, grad_h, dh_trace):
     """Gradients dict from the saved forward states (see `_common.ForwardStates`)."""
     p = states.params
+    work = scratch((2,) + states.gates.shape, states.gates.dtype)
     d_w_ih, d_w_hh, d_b_ih, d_b_hh, d_x, d_h0 = backward_kernel(
         states.x, states.h0, p["weight_ih"], p["weight_hh"], states.h, states.gates, states.hn,
-        grad_h, dh_trace)
+        grad_h, dh_trace, work[0], work[1])
     return {"weight_ih": d_w_ih, "weight_hh": d_w_hh, "bias_ih": d_b_ih, "bias_hh": d_b_hh,
             "x": d_x, "h0": d_h0}

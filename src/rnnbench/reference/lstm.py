@@ -24,6 +24,8 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
+from ._common import scratch
+
 
 # --- elementwise math ------------------------------------------------------------------------
 # Branch-free exp / sigmoid / tanh without libm calls, so that LLVM vectorises the row loops
@@ -154,16 +156,17 @@ def forward_kernel(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def backward_kernel(x, h0, c0, w_ih, w_hh, h, c, gates, grad_h, dh_trace):
+def backward_kernel(x, h0, c0, w_ih, w_hh, h, c, gates, grad_h, dh_trace, delta):
     """BPTT. Returns (d_w_ih, d_w_hh, d_b, d_x, d_h0, d_c0); d_b is both bias gradients.
 
     dh_trace: (T, B, H) array receiving the total dL/dh_t of every step, or (0, B, H) to skip.
+    delta: (T, B, 4H) work array for δ_t = dL/da_t, the pre-activation gate gradients
+    (contents ignored, overwritten).
     """
     T, B, I = x.shape
     H = h0.shape[1]
     one = x.dtype.type(1.0)
     keep_trace = dh_trace.shape[0] == T
-    delta = np.empty((T, B, 4 * H), dtype=x.dtype)   # δ_t = dL/da_t (pre-activation gates)
     recurrent = np.zeros((B, H), dtype=x.dtype)      # δ_{t+1} W_hh, then dL/dh_t in place
     d_c = np.zeros((B, H), dtype=x.dtype)            # dL/dc_t through the direct cell path
     for t in range(T - 1, -1, -1):
@@ -227,6 +230,6 @@ def backward(states, grad_h, dh_trace):
     p = states.params
     d_w_ih, d_w_hh, d_b, d_x, d_h0, d_c0 = backward_kernel(
         states.x, states.h0, states.c0, p["weight_ih"], p["weight_hh"], states.h, states.c,
-        states.gates, grad_h, dh_trace)
+        states.gates, grad_h, dh_trace, scratch(states.gates.shape, states.gates.dtype))
     return {"weight_ih": d_w_ih, "weight_hh": d_w_hh, "bias_ih": d_b, "bias_hh": d_b.copy(),
             "x": d_x, "h0": d_h0, "c0": d_c0}

@@ -23,6 +23,8 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
+from ._common import scratch
+
 ACTIVATION_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2, "identity": 3}
 
 
@@ -149,18 +151,18 @@ def forward_kernel(x, h0, w_ih, w_hh, b_ih, b_hh, code):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def backward_kernel(x, h0, w_ih, w_hh, h, grad_h, code, dh_trace):
+def backward_kernel(x, h0, w_ih, w_hh, h, grad_h, code, dh_trace, delta):
     """BPTT. Returns (d_w_ih, d_w_hh, d_b, d_x, d_h0); d_b is both bias gradients.
 
     dh_trace: (T, B, H) array that receives the total dL/dh_t of every step, or a (0, B, H)
-    array to skip that (only the diagnostics need it).
+    array to skip that (only the diagnostics need it). delta: (T, B, H) work array for
+    δ_t = dL/dnet_t (contents ignored, overwritten).
     """
     T, B, I = x.shape
     H = h0.shape[1]
     one = x.dtype.type(1.0)
     zero = x.dtype.type(0.0)
     keep_trace = dh_trace.shape[0] == T
-    delta = np.empty((T, B, H), dtype=x.dtype)       # δ_t = dL/dnet_t
     recurrent = np.zeros((B, H), dtype=x.dtype)      # δ_{t+1} W_hh
     for t in range(T - 1, -1, -1):
         for b in range(B):
@@ -212,6 +214,6 @@ def backward(states, grad_h, dh_trace):
     p = states.params
     d_w_ih, d_w_hh, d_b, d_x, d_h0 = backward_kernel(
         states.x, states.h0, p["weight_ih"], p["weight_hh"], states.h, grad_h,
-        ACTIVATION_CODES[states.activation], dh_trace)
+        ACTIVATION_CODES[states.activation], dh_trace, scratch(states.h.shape, states.h.dtype))
     return {"weight_ih": d_w_ih, "weight_hh": d_w_hh, "bias_ih": d_b, "bias_hh": d_b.copy(),
             "x": d_x, "h0": d_h0}
