@@ -6,9 +6,9 @@
 Both sides compute the same thing: every output h_t and the gradients of all four weights, x and
 h0 (and c0) for an external gradient grad_h on every step. Both use the same number of threads
 (--threads, default 1): torch.set_num_threads(n), numba.set_num_threads(n), and threadpoolctl
-limits the BLAS that Numba's np.dot calls (SciPy's OpenBLAS) to n. Times are the best of several alternating
-repetitions (robust on shared cores), in ms per call on one batch of B sequences;
-torch/numba > 1 means the Numba kernels are faster.
+limits the BLAS that Numba's np.dot calls (SciPy's OpenBLAS) to n. Times are the best of
+several alternating repetitions (robust on shared cores), in ms per call on one batch of B
+sequences; torch/numba > 1 means the Numba kernels are faster.
 """
 from __future__ import annotations
 

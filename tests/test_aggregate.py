@@ -174,7 +174,8 @@ def test_aggregate_study_with_study_keeps_its_runs_and_labels(tmp_path):
     for cfg in s.runs():
         run_id, summary, curve, flow = fake_run("LSTM", "lstm", 10, cfg.seed, "s")
         assert run_id == cfg.run_id()
-        records.write_run(d / "runs" / run_id, summary, curve, flow)
+        assert s.folder(cfg) == f"LSTM_T=10_seed={cfg.seed}--{run_id}"  # readable, then the id
+        records.write_run(d / "runs" / s.folder(cfg), summary, curve, flow)
     stale = fake_run("old", "rnn", 10, 0, "f")  # a folder of an older configuration
     records.write_run(d / "runs" / stale[0], *stale[1:])
     aggregate_study(d, s)

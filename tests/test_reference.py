@@ -70,7 +70,8 @@ def torch_reference(cell, activation, params, x, h0, c0, grad_h):
         weights = {f"{k}_l0": v for k, v in leaves.items()}
         state = (h0_t[None], c0_t[None]) if cell == "lstm" else h0_t[None]
         out, _ = torch.func.functional_call(module, weights, (x_t, state))
-    inputs = [leaves[k] for k in ref.PARAM_KEYS] + [x_t, h0_t] + ([c0_t] if c0_t is not None else [])
+    inputs = [leaves[k] for k in ref.PARAM_KEYS] + [x_t, h0_t]
+    inputs += [c0_t] if c0_t is not None else []
     grads = torch.autograd.grad(out, inputs, grad_outputs=torch.tensor(grad_h))
     return out.detach().numpy(), dict(zip(GRAD_NAMES, (g.numpy() for g in grads)))
 
@@ -127,7 +128,8 @@ def test_central_finite_differences(cell, activation):
     for name, value in inputs.items():
         numeric = np.zeros_like(value)
         for index in np.ndindex(value.shape):
-            plus, minus = {k: v.copy() for k, v in inputs.items()}, {k: v.copy() for k, v in inputs.items()}
+            plus = {k: v.copy() for k, v in inputs.items()}
+            minus = {k: v.copy() for k, v in inputs.items()}
             plus[name][index] += eps
             minus[name][index] -= eps
             numeric[index] = (loss(plus) - loss(minus)) / (2 * eps)
@@ -187,7 +189,8 @@ def _bad_input_cases():
         ("params", dict(base, params=[params["weight_ih"]])),
         ("weight_hh", dict(base, params=with_params(weight_hh=params["weight_hh"][:, :3]))),
         ("weight_ih", dict(base, params=with_params(weight_ih=params["weight_ih"][:, :2]))),
-        ("weight_ih", dict(base, params=with_params(weight_ih=params["weight_ih"].astype(np.float32)))),
+        ("weight_ih", dict(base, params=with_params(
+            weight_ih=params["weight_ih"].astype(np.float32)))),
         ("bias_ih", dict(base, params=with_params(bias_ih=params["bias_ih"][:-1]))),
         ("h0", dict(base, h0=h0[:1])),
         ("h0", dict(base, h0=h0.astype(np.float32))),
@@ -320,3 +323,21 @@ def test_fast_tanh_and_sigmoid_are_accurate(dtype):
     assert np.isnan(t[0]) and np.isnan(s[0])
     np.testing.assert_array_equal(t[1:], [1, -1, 0])
     np.testing.assert_array_equal(s[1:], [1, 0, 0.5])
+
+
+def test_blas_threads_context_limits_and_restores():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with ref.blas_threads(1):
+        inside = [d["num_threads"] for d in threadpoolctl.threadpool_info()
+                  if d["user_api"] == "blas"]
+    assert inside and all(n == 1 for n in inside)
+
+
+def test_backward_scratch_reuse_does_not_leak_into_results():
+    """The δ work array is reused between calls: earlier gradients must stay intact."""
+    params, x, h0, c0, grad_h = random_case("gru", 5, 2, 3, 4)
+    _, first = ref.forward_backward("gru", params, x, h0, grad_h)
+    kept = {k: v.copy() for k, v in first.items()}
+    ref.forward_backward("gru", params, 2 * x, h0, -grad_h)
+    for name in kept:
+        np.testing.assert_array_equal(first[name], kept[name])

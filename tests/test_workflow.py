@@ -100,6 +100,8 @@ def test_tiny_study_end_to_end(tmp_path):
     runs = pd.read_parquet(study / "runs.parquet")
     assert sorted(runs["label"]) == ["LSTM/seed=0", "tanh-RNN/seed=0"]
     assert runs["run_id"].str.fullmatch(r"[0-9a-f]{12}").all()
+    folders = sorted(p.name for p in (study / "runs").iterdir())
+    assert [f.split("--")[0] for f in folders] == ["LSTM_seed=0", "tanh-RNN_seed=0"]  # readable
     assert len(pd.read_parquet(study / "curves.parquet")) > 0
     success = pd.read_csv(study / "tables" / "success.csv")
     assert list(success["method"]) == ["tanh-RNN", "LSTM"] and (success["n_runs"] == 1).all()

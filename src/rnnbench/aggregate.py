@@ -25,17 +25,18 @@ SUCCESS_THRESHOLD = 0.5
 
 
 # --- reading ---------------------------------------------------------------------------------
-def collect(study_dir, run_ids=None, allow_missing: bool = False):
-    """Read every run folder under `study_dir/runs` (or only `run_ids`) into three tables.
+def collect(study_dir, folders=None, allow_missing: bool = False):
+    """Read every run folder under `study_dir/runs` (or only `folders`, names under `runs/`)
+    into three tables.
 
     A folder without summary.parquet is an unfinished run: an error naming it, or skipped with
     `allow_missing`. A damaged file is always an error naming the file.
     """
     runs_dir = Path(study_dir) / "runs"
-    if run_ids is None:
+    if folders is None:
         folders = sorted(p for p in runs_dir.glob("*") if p.is_dir()) if runs_dir.is_dir() else []
     else:
-        folders = [runs_dir / r for r in run_ids]
+        folders = [runs_dir / f for f in folders]
     summaries, curves, flows = [], [], []
     for folder in folders:
         if not (folder / "summary.parquet").exists():
@@ -169,11 +170,11 @@ def aggregate_study(study_dir, study=None, allow_missing: bool = False) -> dict[
     """Collect a study's runs (only the study's run ids when `study` is given, so folders of
     older configurations are ignored) and write the aggregated tables. Returns name -> path."""
     study_dir = Path(study_dir)
-    run_ids = None
+    folders = None
     if study is not None:
         plan = study.table()[["run_id", "label"]]
-        run_ids = list(plan["run_id"])
-    runs, curves, gradflow = collect(study_dir, run_ids, allow_missing=allow_missing)
+        folders = list(study.folders().values())
+    runs, curves, gradflow = collect(study_dir, folders, allow_missing=allow_missing)
     if study is not None and not runs.empty:
         runs = runs.drop(columns=["label"], errors="ignore").merge(plan, on="run_id", how="left")
         runs.insert(1, "label", runs.pop("label"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -44,21 +45,23 @@ class Study:
     ensemble: dict = field(default_factory=lambda: dict(ENSEMBLE_DEFAULTS))
 
     def jobs(self) -> tuple[list[str], dict[str, list[str]]]:
-        """How the runs are trained: (run ids trained one per job, group id -> member run ids).
+        """How the runs are trained: (folders of runs trained one per job, group id -> member
+        folders); folders as `Study.folder`.
 
         With `ensemble.enabled`, runs that can share a job (rnnbench.ensemble.can_ensemble)
         are grouped by shape, at most `members_per_job` per group; the rest run alone."""
         runs = self.runs()
         if not self.ensemble["enabled"]:
-            return [cfg.run_id() for cfg in runs], {}
+            return [self.folder(cfg) for cfg in runs], {}
         from .ensemble import can_ensemble, group_runs
-        solo = [cfg.run_id() for cfg in runs if not can_ensemble(cfg)]
+        solo = [self.folder(cfg) for cfg in runs if not can_ensemble(cfg)]
         grouped = group_runs([cfg for cfg in runs if can_ensemble(cfg)],
                              self.ensemble["members_per_job"])
         groups = {}
         for members in grouped:
             ids = [cfg.run_id() for cfg in members]
-            groups[hashlib.sha1(" ".join(ids).encode()).hexdigest()[:12]] = ids
+            groups[hashlib.sha1(" ".join(ids).encode()).hexdigest()[:12]] = [
+                self.folder(cfg) for cfg in members]
         return solo, groups
 
     def runs(self) -> list[RunConfig]:
@@ -94,6 +97,15 @@ class Study:
     def label(self, cfg: RunConfig) -> str:
         """Readable name of a run: method, swept axis values, seed (`LSTM/T=100/seed=0`)."""
         return _label(cfg.method, {k: getattr(cfg, k) for k in self.axes}, cfg.seed)
+
+    def folder(self, cfg: RunConfig) -> str:
+        """The run's folder under `runs/`: its readable label, then its id
+        (`LSTM_T=100_seed=0--8cc4b8bdecff`), so paths show the parameters and stay unique."""
+        return run_folder(self.label(cfg), cfg.run_id())
+
+    def folders(self) -> dict[str, str]:
+        """run id -> folder name, for every run."""
+        return {cfg.run_id(): self.folder(cfg) for cfg in self.runs()}
 
     def swept(self) -> list[str]:
         """Fields that differ between runs by construction: method, the axes, seed."""
@@ -163,6 +175,17 @@ def _ensemble(values, where) -> dict:
     if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
         raise ValueError(f"{where}: 'ensemble.members_per_job' must be an integer >= 1, got {cap!r}")
     return merged
+
+
+def run_folder(label: str, run_id: str) -> str:
+    """A file-system- and shell-safe folder name from a label and a run id."""
+    slug = re.sub(r"[^A-Za-z0-9._=+-]+", "-", label.replace("/", "_")).strip("-.")[:120]
+    return f"{slug}--{run_id}" if slug else run_id
+
+
+def run_id_of(folder: str) -> str:
+    """The run id at the end of a run folder's name (a bare id is its own folder)."""
+    return str(folder).rsplit("--", 1)[-1]
 
 
 def _label(method: str, axis_values: dict, seed: int) -> str:

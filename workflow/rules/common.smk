@@ -18,7 +18,7 @@ from rnnbench.study import load_study
 # validates every RunConfig, so a bad field stops the workflow before any job starts.
 validate(config, "../schemas/config.schema.yaml")
 STUDY = load_study(config)
-RUNS = {cfg.run_id(): cfg for cfg in STUDY.runs()}
+RUNS = {STUDY.folder(cfg): cfg for cfg in STUDY.runs()}  # folder under runs/ -> RunConfig
 # Runs trained one per job, and ensemble groups (group id -> member run ids); see Study.jobs.
 SOLO, GROUPS = STUDY.jobs()
 # The interpreter running Snakemake has rnnbench installed: jobs use it even when the venv's
@@ -33,7 +33,7 @@ TABLES = ("success", "longest_T")
 wildcard_constraints:
     study=re.escape(STUDY.name),
     # Runs of ensemble groups are written by their group's job, never by train_run.
-    run_id="|".join(SOLO) if GROUPS else "[0-9a-f]{12}",
+    run="|".join(map(re.escape, SOLO)) if GROUPS else "[^/]+--[0-9a-f]{12}|[0-9a-f]{12}",
     group_id="[0-9a-f]{12}",
 
 
@@ -59,9 +59,9 @@ def group_out_dirs(wildcards):
 
 def run_config_json(wildcards):
     """The run's RunConfig as JSON, quoted for the shell."""
-    if wildcards.run_id not in RUNS:
-        raise ValueError(f"run {wildcards.run_id} is not part of study '{STUDY.name}'")
-    return shlex.quote(json.dumps(RUNS[wildcards.run_id].to_dict(), sort_keys=True))
+    if wildcards.run not in RUNS:
+        raise ValueError(f"run {wildcards.run} is not part of study '{STUDY.name}'")
+    return shlex.quote(json.dumps(RUNS[wildcards.run].to_dict(), sort_keys=True))
 
 
 def final_outputs():

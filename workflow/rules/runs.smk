@@ -3,15 +3,15 @@
 
 rule train_run:
     output:
-        curve=f"{RESULTS}/{{study}}/runs/{{run_id}}/curve.parquet",
-        gradflow=f"{RESULTS}/{{study}}/runs/{{run_id}}/gradflow.parquet",
-        summary=f"{RESULTS}/{{study}}/runs/{{run_id}}/summary.parquet",
+        curve=f"{RESULTS}/{{study}}/runs/{{run}}/curve.parquet",
+        gradflow=f"{RESULTS}/{{study}}/runs/{{run}}/gradflow.parquet",
+        summary=f"{RESULTS}/{{study}}/runs/{{run}}/summary.parquet",
     params:
         python=PYTHON,
         config_json=run_config_json,
         out_dir=lambda wildcards, output: str(Path(output.summary).parent),
     log:
-        f"{RESULTS}/{{study}}/logs/train_run/{{run_id}}.log",
+        f"{RESULTS}/{{study}}/logs/train_run/{{run}}.log",
     threads: 1
     resources:
         mem_mb=2000,
