@@ -107,13 +107,15 @@ def study_dict(name: str, methods: dict, fixed=None, **extra) -> dict:
             **extra}
 
 
-def run_ids(study: dict) -> dict[str, str]:
-    """method -> run_id (one run per method in these studies)."""
-    return {cfg.method: cfg.run_id() for cfg in load_study(copy.deepcopy(study)).runs()}
+def run_folders(study: dict) -> dict[str, str]:
+    """method -> the run's folder name under results/<study>/runs/ (one run per method here)."""
+    loaded = load_study(copy.deepcopy(study))
+    folder = getattr(loaded, "folder", lambda cfg: cfg.run_id())
+    return {cfg.method: folder(cfg) for cfg in loaded.runs()}
 
 
-def find_training_process(run_id: str) -> int | None:
-    """PID of the `rnnbench run ... --out .../<run_id>` process, if it runs."""
+def find_training_process(run_folder: str) -> int | None:
+    """PID of the `rnnbench run ... --out .../<run_folder>` process, if it runs."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -124,7 +126,7 @@ def find_training_process(run_id: str) -> int | None:
         args = [a.decode(errors="replace") for a in argv if a]
         # `rnnbench run ...` (console script) or `python -m rnnbench run ...`
         if (any(Path(a).name == "rnnbench" for a in args[:3]) and "run" in args
-                and any(a.rstrip("/").endswith(run_id) for a in args)):
+                and any(a.rstrip("/").endswith(run_folder) for a in args)):
             return int(entry.name)
     return None
 
@@ -284,7 +286,7 @@ KILL_STUDY = study_dict("killed", {
 
 @pytest.mark.slow
 def test_sigkilled_job_leaves_no_summary_and_rerun_redoes_only_it(tmp_path):
-    ids = run_ids(KILL_STUDY)
+    ids = run_folders(KILL_STUDY)
     workdir = make_workdir(tmp_path / "killed", KILL_STUDY)
     runs_dir = workdir / "results" / "killed" / "runs"
     slow_dir = runs_dir / ids["slow"]

@@ -51,11 +51,11 @@ def _set_threads(n: int):
     """Small recurrent models run fastest on one thread; a sweep parallelises across runs."""
     import torch
     torch.set_num_threads(n)
-    try:
-        import numba
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    except ImportError:  # pragma: no cover
-        pass
+    import numba
+
+    from .reference import blas_threads
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    blas_threads(n)  # process-wide: the kernels' tiny GEMMs crawl with spare BLAS threads
 
 
 def _cmd_validate(args) -> int:

@@ -18,13 +18,14 @@ import hashlib
 import itertools
 import json
 import re
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from .config import RunConfig, field_names
+from .config import RunConfig, _coerce, field_names
 
 TOP_LEVEL_KEYS = ("study", "description", "seeds", "fixed", "methods", "axes", "exclude",
                   "results_dir", "ensemble")
@@ -213,8 +214,9 @@ def _seeds(seeds, where) -> list[int]:
                      f"list of integers >= 0, got {seeds!r}")
 
 
-def _fields(values, where, allow_reserved=False) -> dict:
-    """Check that `values` maps run-field names to values (types are checked by RunConfig)."""
+def _fields(values, where, allow_reserved=False, check_types=True) -> dict:
+    """Check that `values` maps run-field names to values of the fields' types (a value that an
+    axis later overrides is still checked here)."""
     if not isinstance(values, dict):
         raise ValueError(f"{where}: expected a mapping of run fields, got {values!r}")
     unknown = sorted(set(values) - set(field_names()))
@@ -224,7 +226,10 @@ def _fields(values, where, allow_reserved=False) -> dict:
     if reserved:
         raise ValueError(f"{where}: {reserved} cannot be set here; "
                          "seeds come from 'seeds' and method names from 'methods'")
-    return dict(values)
+    if not check_types:
+        return dict(values)
+    hints = typing.get_type_hints(RunConfig)
+    return {k: _coerce(k, v, hints[k], where) for k, v in values.items()}
 
 
 def _methods(methods, where) -> dict:
@@ -244,7 +249,7 @@ def _methods(methods, where) -> dict:
 def _axes(axes, where) -> dict:
     if not isinstance(axes, dict):
         raise ValueError(f"{where}: 'axes' must be a mapping field -> list of values")
-    _fields(axes, f"{where}: axes")
+    _fields(axes, f"{where}: axes", check_types=False)  # values: lists, checked per run
     for name, values in axes.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"{where}: axis '{name}' must be a non-empty list, got {values!r}")

@@ -67,6 +67,7 @@ def run(config, out_dir=None, progress: bool | None = None, stop_after: int | No
     state = _fresh_state(backend, diag_batch)
     if out_dir is not None and cfg.checkpoint_every and (out_dir / CHECKPOINT).exists():
         state = _load_checkpoint(out_dir / CHECKPOINT, cfg, backend)
+        print(f"resuming run {run_id} from its checkpoint at step {state['step']}", flush=True)
 
     bar = _progress(cfg.steps, f"{cfg.method or cfg.cell} T={cfg.T} seed={cfg.seed}", progress)
     t_start = time.perf_counter() - state["wall_time_s"]
