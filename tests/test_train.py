@@ -147,3 +147,13 @@ def test_batch_seeds_are_distinct_streams():
     seeds = {train.batch_seed(s, i) for s in range(5) for i in range(1000)}
     assert len(seeds) == 5000
     assert not math.isnan(train.batch_seed(0, 0))
+
+
+def test_gradflow_covers_single_layer_reference_cells_only():
+    bidir = rnnbench.run({**TINY, "steps": 2, "bidirectional": True}).gradflow
+    assert set(bidir["phase"]) == {"start", "end"} and (bidir["lag"].max() == TINY["T"] - 1)
+    deep = rnnbench.run({**TINY, "steps": 2, "layers": 2}).gradflow
+    assert deep.empty and "grad_norm" in deep.columns
+    lstm = rnnbench.run({**TINY, "steps": 2, "cell": "lstm", "diagnostics_every": 1}).gradflow
+    assert set(lstm["phase"]) == {"start", "step 1", "end"}
+    assert lstm["forget_product"].notna().all() and lstm["bound"].isna().all()

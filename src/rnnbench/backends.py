@@ -27,10 +27,15 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def numba_supports(cfg: RunConfig) -> bool:
-    """The Numba kernels cover single-layer, one-direction rnn/lstm/gru."""
-    return (cfg.cell in REFERENCE_CELLS and cfg.layers == 1 and not cfg.bidirectional
+def reference_covers(cfg: RunConfig) -> bool:
+    """The Numba kernels cover layer 0 of this model (rnn with a kernel activation, lstm, gru)."""
+    return (cfg.cell in REFERENCE_CELLS and cfg.layers == 1
             and (cfg.cell != "rnn" or cfg.activation in REFERENCE_ACTIVATIONS))
+
+
+def numba_supports(cfg: RunConfig) -> bool:
+    """The Numba backend trains single-layer, one-direction rnn/lstm/gru."""
+    return reference_covers(cfg) and not cfg.bidirectional
 
 
 def resolve_backend(cfg: RunConfig) -> str:
@@ -160,8 +165,8 @@ class TorchBackend:
         return output.grad[:, -1, : self.model.rnn.hidden_size].double().cpu().numpy()
 
     def gradflow(self, batch, phase, step):
-        if not numba_supports(self.cfg.replace(layers=1, bidirectional=False)) or self.cfg.layers != 1:
-            return None  # the instrument covers layer 0 of the reference cells
+        if not reference_covers(self.cfg):
+            return None  # the instrument measures single-layer reference cells (forward part)
         from .diagnostics import gradient_flow
         return gradient_flow(self.cfg, self.layer0_params(), batch.x,
                              self.last_hidden_grad(batch), phase, step)

@@ -85,8 +85,8 @@ def run(config, out_dir=None, progress: bool | None = None, stop_after: int | No
             break
         if outcome == "evaluate":
             _evaluate(state, backend, task, eval_batch, step, loss, grad_norm, clipped)
-            if diagnostics_due(cfg, step):
-                state["gradflow"].append(backend.gradflow(diag_batch, f"step {step}", step))
+        if diagnostics_due(cfg, step):
+            state["gradflow"].append(backend.gradflow(diag_batch, f"step {step}", step))
         state["wall_time_s"] = time.perf_counter() - t_start
         if out_dir is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             _save_checkpoint(out_dir / CHECKPOINT, cfg, backend, state)
@@ -124,7 +124,7 @@ def record_step(state, cfg, task, step, loss, grad_norm, clipped) -> str:
 
 
 def diagnostics_due(cfg, step) -> bool:
-    """An intermediate gradient-flow profile at this evaluation step (start and end always)."""
+    """An intermediate gradient-flow profile after this step (start and end always)."""
     return bool(cfg.diagnostics_every) and step % cfg.diagnostics_every == 0 and step < cfg.steps
 
 

@@ -474,7 +474,7 @@ def run_group(configs, out_dirs=None, device=None, *, fused: bool | None = None,
                 mask = torch.ones(x.shape[0], x.shape[2], dtype=torch.bool, device=dev)
             stats = trainer.step(x, y, mask).cpu().numpy()
             step += 1
-            to_eval, finished = [], []
+            to_eval, finished, profile = [], [], []
             for pos, m in enumerate(stack):
                 if m is None:
                     continue
@@ -482,17 +482,20 @@ def run_group(configs, out_dirs=None, device=None, *, fused: bool | None = None,
                 outcome = record_step(m.state, m.cfg, task, step, loss, grad_norm, clipped)
                 if outcome == "diverged":
                     finished.append(pos)
-                elif outcome == "evaluate":
+                    continue
+                if outcome == "evaluate":
                     to_eval.append((pos, loss, grad_norm, clipped))
+                if diagnostics_due(m.cfg, step):
+                    profile.append(pos)
             if to_eval:
                 evaluate(to_eval, step)
-                for pos, *_ in to_eval:
-                    m = stack[pos]
-                    if diagnostics_due(m.cfg, step):
-                        trainer.model.load_member(pos, m.twin.model)
-                        m.state["gradflow"].append(m.twin.gradflow(diag_batch, f"step {step}", step))
-                    if not running(m, step):
-                        finished.append(pos)
+            for pos in profile:
+                m = stack[pos]
+                trainer.model.load_member(pos, m.twin.model)
+                m.state["gradflow"].append(m.twin.gradflow(diag_batch, f"step {step}", step))
+            for pos, *_ in to_eval:
+                if not running(stack[pos], step):
+                    finished.append(pos)
             wall = time.perf_counter() - t_start
             for pos in sorted(finished):
                 retire(pos, step, wall)
