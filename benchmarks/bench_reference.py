@@ -99,6 +99,7 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--input-size", type=int, default=8)
     parser.add_argument("--cells", default="rnn,lstm,gru")
+    parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument("--hidden", default="32,64,128")
     parser.add_argument("--lengths", default=None, help="default 100,1000 (--quick: 100)")
     args = parser.parse_args(argv)
@@ -117,7 +118,7 @@ def main(argv=None):
           f"torch {torch.__version__} | B={args.batch}, I={args.input_size}")
     print("| cell | dtype | H | T | numba ms | torch ms | torch/numba |")
     print("|---|---|---|---|---:|---:|---:|")
-    for dtype in (torch.float32, torch.float64):
+    for dtype in [getattr(torch, name) for name in args.dtypes.split(",")]:
         for cell in cells:
             for T in lengths:
                 for H in hidden:
