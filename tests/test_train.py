@@ -157,3 +157,10 @@ def test_gradflow_covers_single_layer_reference_cells_only():
     lstm = rnnbench.run({**TINY, "steps": 2, "cell": "lstm", "diagnostics_every": 1}).gradflow
     assert set(lstm["phase"]) == {"start", "step 1", "end"}
     assert lstm["forget_product"].notna().all() and lstm["bound"].isna().all()
+
+
+def test_progress_bar_on_request_and_never_in_logs(capfd):
+    rnnbench.run({**TINY, "steps": 3})                  # stderr is not a terminal under pytest
+    assert "it/s" not in capfd.readouterr().err
+    rnnbench.run({**TINY, "steps": 3}, progress=True)
+    assert "/3 [" in capfd.readouterr().err           # the bar was drawn
