@@ -9,6 +9,11 @@ h0 (and c0) for an external gradient grad_h on every step. Both use the same num
 limits the BLAS that Numba's np.dot calls (SciPy's OpenBLAS) to n. Times are the best of
 several alternating repetitions (robust on shared cores), in ms per call on one batch of B
 sequences; torch/numba > 1 means the Numba kernels are faster.
+
+torch's float32 LSTM on the CPU is not autograd over ATen ops but oneDNN's fused LSTM
+(`aten::mkldnn_rnn_layer` and its backward); for those rows the last two columns time torch
+again with `torch.backends.mkldnn.flags(enabled=False)`, i.e. ATen's own LSTM under autograd,
+which every other row uses anyway (oneDNN makes no difference to them: measured, torch 2.13).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import datetime
 import platform
 import subprocess
 import time
+import warnings
 
 import numba
 import numpy as np
@@ -76,7 +82,16 @@ def make_case(cell, H, T, B, I, dtype, seed=0):
         out, _ = module(x_t, (h0_t, c0_t) if c0_t is not None else h0_t)
         torch.autograd.grad(out, inputs, grad_outputs=grad_t)
 
-    return numba_call, torch_call
+    def torch_native_call():
+        with torch.backends.mkldnn.flags(enabled=False):
+            torch_call()
+
+    return numba_call, torch_call, torch_native_call
+
+
+def uses_onednn(cell, dtype) -> bool:
+    """Whether torch runs this cell through oneDNN's fused RNN on the CPU (torch 2.x)."""
+    return cell == "lstm" and dtype == torch.float32
 
 
 def machine() -> str:
@@ -109,6 +124,8 @@ def main(argv=None):
     cells = args.cells.split(",")
     min_time, min_reps, max_reps = (0.3, 3, 10) if args.quick else (2.0, 7, 100)
 
+    # mkldnn.flags() warns about TF32 on Intel GPUs every time it is entered
+    warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
     torch.set_num_threads(args.threads)
     numba.set_num_threads(args.threads)
     blas_limit = threadpoolctl.threadpool_limits(limits=args.threads, user_api="blas")
@@ -116,19 +133,25 @@ def main(argv=None):
     print(f"# {datetime.date.today()} | CPU: {machine()} | {args.threads} thread(s) each | "
           f"numba {numba.__version__}, numpy {np.__version__}, scipy {scipy.__version__}, "
           f"torch {torch.__version__} | B={args.batch}, I={args.input_size}")
-    print("| cell | dtype | H | T | numba ms | torch ms | torch/numba |")
-    print("|---|---|---|---|---:|---:|---:|")
+    print("| cell | dtype | H | T | numba ms | torch ms | torch/numba "
+          "| torch, oneDNN off, ms | that/numba |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|")
     for dtype in [getattr(torch, name) for name in args.dtypes.split(",")]:
         for cell in cells:
             for T in lengths:
                 for H in hidden:
-                    numba_call, torch_call = make_case(cell, H, T, args.batch, args.input_size,
-                                                       dtype)
-                    t_numba, t_torch = best_times([numba_call, torch_call], min_time,
-                                                  min_reps, max_reps)
+                    numba_call, torch_call, native_call = make_case(
+                        cell, H, T, args.batch, args.input_size, dtype)
+                    calls = [numba_call, torch_call]
+                    if uses_onednn(cell, dtype):
+                        calls.append(native_call)
+                    times = best_times(calls, min_time, min_reps, max_reps)
+                    t_numba, t_torch = times[:2]
+                    native = (f"{1e3 * times[2]:.2f} | {times[2] / t_numba:.2f}"
+                              if len(times) == 3 else "= | =")
                     print(f"| {cell} | {str(dtype).removeprefix('torch.')} | {H} | {T} | "
                           f"{1e3 * t_numba:.2f} | {1e3 * t_torch:.2f} | "
-                          f"{t_torch / t_numba:.2f} |", flush=True)
+                          f"{t_torch / t_numba:.2f} | {native} |", flush=True)
     blas_limit.restore_original_limits()
 
 

@@ -341,3 +341,23 @@ def test_backward_scratch_reuse_does_not_leak_into_results():
     ref.forward_backward("gru", params, 2 * x, h0, -grad_h)
     for name in kept:
         np.testing.assert_array_equal(first[name], kept[name])
+
+
+def test_benchmark_prints_both_torch_paths_for_the_float32_lstm(capsys):
+    """The speed table's smoke run: every row timed; oneDNN-off torch only where torch uses it."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_reference.py"
+    runpy.run_path(str(script))["main"](
+        ["--quick", "--cells", "rnn,lstm", "--hidden", "16", "--lengths", "5", "--batch", "4"])
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| rnn") or line.startswith("| lstm")]
+    assert len(rows) == 4
+    for cell, dtype, H, T, numba_ms, torch_ms, ratio, native_ms, native_ratio in (
+            [field.strip() for field in row] for row in rows):
+        assert (H, T) == ("16", "5") and float(numba_ms) > 0 and float(torch_ms) > 0
+        assert float(ratio) > 0
+        if (cell, dtype) == ("lstm", "float32"):
+            assert float(native_ms) > 0 and float(native_ratio) > 0
+        else:
+            assert native_ms == native_ratio == "="

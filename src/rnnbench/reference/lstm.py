@@ -24,7 +24,7 @@ register-blocked 4×16 GEMM tile written as LLVM IR (`_tile_f32`, <8 x float> FM
 W_hh packed once per call into 16-column panels: 80-90 GFLOP/s on one AVX2 core where
 OpenBLAS sgemm via np.dot reached 44-50 on these small shapes (it repacks W_hh on every call).
 They also use a rational float32 tanh (`_tanh_f32`, no exp), fastmath "contract" (FMA only)
-and one GEMM for [dW_ih | dW_hh].
+and one GEMM for [dW_ih | dW_hh | db].
 """
 from __future__ import annotations
 
@@ -368,16 +368,12 @@ def forward_kernel_f32(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
     w_hh_t = np.ascontiguousarray(w_hh.T)
     panels = _pack_panels(w_hh_t)
     gates = np.empty((T, B, 4 * H), dtype=x.dtype)
-    # input projection of every step in one GEMM, plus both biases, before the loop; the loop
-    # then accumulates h_{t-1} W_hhᵀ into the rows and turns them into gate activations in place
-    # (measured: doing x_t W_ihᵀ per step with `_gemm_acc` instead was 0-6% slower)
+    # input projection of every step in one GEMM before the loop; the loop then accumulates
+    # h_{t-1} W_hhᵀ into the rows and turns them, with both biases, into gate activations in
+    # place (measured: doing x_t W_ihᵀ per step with `_gemm_acc` instead was 0-6% slower)
     rows = gates.reshape(T * B, 4 * H)
     np.dot(x.reshape(T * B, I), np.ascontiguousarray(w_ih.T), rows)
     bias = b_ih + b_hh
-    for r in range(T * B):
-        row = rows[r]
-        for k in range(4 * H):
-            row[k] += bias[k]
     h = np.empty((T, B, H), dtype=x.dtype)
     c = np.empty((T, B, H), dtype=x.dtype)
     for t in range(T):
@@ -386,11 +382,11 @@ def forward_kernel_f32(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
             # short unit-stride loops over one row, few arrays each: every one vectorises
             a = gates[t, b]
             for k in range(2 * H):
-                a[k] = _sigmoid(a[k], one)                               # i, f
-            for j in range(H):       # loops start at 0: LLVM then proves the index non-negative
-                a[2 * H + j] = _tanh_f32(a[2 * H + j])                   # g
+                a[k] = _sigmoid(a[k] + bias[k], one)                         # i, f
+            for j in range(H):   # loops start at 0: LLVM then proves the index non-negative
+                a[2 * H + j] = _tanh_f32(a[2 * H + j] + bias[2 * H + j])     # g
             for j in range(H):
-                a[3 * H + j] = _sigmoid(a[3 * H + j], one)               # o
+                a[3 * H + j] = _sigmoid(a[3 * H + j] + bias[3 * H + j], one)  # o
             c_prev = c0[b] if t == 0 else c[t - 1, b]
             c_t = c[t, b]
             h_t = h[t, b]
@@ -404,7 +400,7 @@ def forward_kernel_f32(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
 @numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
 def backward_kernel_f32(x, h0, c0, w_ih, w_hh, h, c, gates, grad_h, dh_trace, delta):
     """float32 `backward_kernel`: the per-step GEMM is `_gemm_acc`, accumulating δ_{t+1} W_hh
-    into a copy of grad_h_t; tanh is `_tanh_f32`; dW_ih and dW_hh are one GEMM; fastmath
+    into a copy of grad_h_t; tanh is `_tanh_f32`; dW_ih, dW_hh and db are one GEMM; fastmath
     "contract" only. Returns (d_w_ih, d_w_hh, d_b, d_x, d_h0, d_c0).
 
     dh_trace: (T, B, H) array receiving the total dL/dh_t of every step, or (0, B, H) to skip.
@@ -451,10 +447,10 @@ def backward_kernel_f32(x, h0, c0, w_ih, w_hh, h, c, gates, grad_h, dh_trace, de
     _gemm_acc(d_h0, delta[0], panels, w_hh)
     d_c0 = d_c
 
-    # [dW_ih | dW_hh] = Σ δ_tᵀ [x_t | h_{t-1}] as one GEMM over a copied [x | h_{t-1}]: one read
-    # of δ, and no I = 8-column GEMM of its own (measured: 0.91 -> 0.78 ms at H=32, 9.2 -> 8.1
-    # at H=128, T=100, for these two gradients)
-    xh = np.empty((T, B, I + H), dtype=x.dtype)
+    # [dW_ih | dW_hh | db] = Σ δ_tᵀ [x_t | h_{t-1} | 1] as one GEMM over a copied
+    # [x | h_{t-1} | 1]: one read of δ, and no I = 8-column GEMM or bias sum of its own
+    # (measured: 0.91 -> 0.78 ms at H=32, 9.2 -> 8.1 at H=128, T=100, for the two weights)
+    xh = np.empty((T, B, I + H + 1), dtype=x.dtype)
     for t in range(T):
         for b in range(B):
             row = xh[t, b]
@@ -464,15 +460,12 @@ def backward_kernel_f32(x, h0, c0, w_ih, w_hh, h, c, gates, grad_h, dh_trace, de
                 row[i] = x_tb[i]
             for j in range(H):
                 row[I + j] = h_prev[j]
+            row[I + H] = one
     rows = delta.reshape(T * B, 4 * H)
-    d_w = np.dot(rows.T, xh.reshape(T * B, I + H))
+    d_w = np.dot(rows.T, xh.reshape(T * B, I + H + 1))
     d_w_ih = np.ascontiguousarray(d_w[:, :I])
-    d_w_hh = np.ascontiguousarray(d_w[:, I:])
-    d_b = np.zeros(4 * H, dtype=x.dtype)
-    for r in range(T * B):
-        row = rows[r]
-        for j in range(4 * H):
-            d_b[j] += row[j]
+    d_w_hh = np.ascontiguousarray(d_w[:, I:I + H])
+    d_b = np.ascontiguousarray(d_w[:, I + H])
     d_x = np.dot(rows, w_ih).reshape(T, B, I)
     return d_w_ih, d_w_hh, d_b, d_x, d_h0, d_c0
 
