@@ -191,3 +191,16 @@ def test_schema_rejects_with_the_key_named(schema, data, word):
     with pytest.raises(jsonschema.ValidationError) as err:
         _validator(schema).validate(data)
     assert word in err.value.message
+
+
+def test_exponent_number_read_as_text_by_yaml_gets_a_hint(tmp_path):
+    """PyYAML (and Snakemake) read `lr: 1e-3` as the string '1e-3': the error says how to write it."""
+    path = tmp_path / "study.yaml"
+    data = study()
+    data["fixed"]["lr"] = "PLACEHOLDER"
+    path.write_text(yaml.safe_dump(data).replace("PLACEHOLDER", "1e-3"))
+    assert yaml.safe_load(path.read_text())["fixed"]["lr"] == "1e-3"
+    with pytest.raises(ValueError, match=r"field 'lr' must be float, got str '1e-3' \(YAML .*0\.001"):
+        load_study(path)
+    with pytest.raises(ValueError, match=r"field 'lr' must be float, got str 'fast'$"):
+        RunConfig.from_dict({**BASE["fixed"], "cell": "rnn", "T": 10, "lr": "fast"})

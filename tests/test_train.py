@@ -143,6 +143,16 @@ def test_cli_run_writes_summary(tmp_path, capsys):
     assert "'cell'" in capsys.readouterr().err
 
 
+def test_cli_overrides_read_exponent_numbers_as_numbers():
+    from rnnbench.cli import _parse_overrides
+
+    values = _parse_overrides(["lr=1e-3", "clip_threshold=2.5E+1", "T=50", "cell=lstm",
+                               "task=adding", "init=1e3x"])
+    assert values == {"lr": 0.001, "clip_threshold": 25.0, "T": 50, "cell": "lstm",
+                      "task": "adding", "init": "1e3x"}
+    assert config.RunConfig.from_dict({**TINY, "lr": values["lr"]}).lr == 0.001
+
+
 def test_batch_seeds_are_distinct_streams():
     seeds = {train.batch_seed(s, i) for s in range(5) for i in range(1000)}
     assert len(seeds) == 5000

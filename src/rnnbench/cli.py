@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 import yaml
 
 
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _parse_overrides(items: list[str]) -> dict:
-    """key=value pairs; values are parsed as YAML so numbers, bools and lists keep their type."""
+    """key=value pairs; values are parsed as YAML so numbers, bools and lists keep their type,
+    and `lr=1e-3` is a number here (YAML 1.1 alone would read it as text)."""
     values = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ValueError(f"expected key=value, got {item!r}")
-        values[key] = yaml.safe_load(text)
+        value = yaml.safe_load(text)
+        if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+            value = float(value)
+        values[key] = value
     return values
 
 

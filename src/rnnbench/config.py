@@ -128,7 +128,20 @@ def _coerce(key, value, hint, where):
                 return dict(value)
     names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
     raise ValueError(
-        f"{where}: field '{key}' must be {names}, got {type(value).__name__} {value!r}")
+        f"{where}: field '{key}' must be {names}, got {type(value).__name__} {value!r}"
+        + _yaml_number_hint(value, allowed))
+
+
+def _yaml_number_hint(value, allowed) -> str:
+    """YAML 1.1 (PyYAML, Snakemake) reads `1e-3` as a string: say so instead of leaving a puzzle."""
+    if not isinstance(value, str) or not ({int, float} & set(allowed)):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return (" (YAML reads a number in exponent form without a decimal point, like 1e-3, as text:"
+            " write 0.001 or 1.0e-3)")
 
 
 def _choice(name, value, allowed):
