@@ -8,6 +8,7 @@ the Numba float64 reference and need a CUDA device.
 import json
 import math
 import runpy
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -255,6 +256,30 @@ def test_benchmark_quick_mode_runs(capsys):
     out = capsys.readouterr().out
     assert "| gru | nn.GRU | 1 |" in out and "| gru | ensemble eager | 2 |" in out
     assert all(math.isfinite(r["rate"]) and r["rate"] > 0 for r in rows)
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                    reason="torch.compile on the CPU needs a C++ compiler; none on PATH")
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_compiled_elementwise_step_equals_eager_on_cpu(cell):
+    """`fused=True` (torch.compile of the cell's elementwise step, fullgraph) gives the eager
+    values and gradients, also after the number of members changes (dynamic shapes). run_group
+    uses it on CUDA only; compiling for the CPU here checks the graph itself without a GPU."""
+    gen = torch.Generator().manual_seed(0)
+    gH = {"lstm": 4, "gru": 3}[cell] * 5
+    for G in (3, 2):
+        params = {k: (torch.rand(G, *shape, generator=gen, dtype=torch.float64) - 0.5)
+                  .requires_grad_() for k, shape in [("weight_ih", (gH, 2)), ("weight_hh", (gH, 5)),
+                                                     ("bias_ih", (gH,)), ("bias_hh", (gH,))]}
+        x = torch.randn(G, 4, 6, 2, generator=gen, dtype=torch.float64)
+        results = []
+        for fused in (False, True):
+            h = stacked_sequence(cell, params, x, return_sequence=True, fused=fused)
+            results.append((h, torch.autograd.grad(h.square().sum(), list(params.values()))))
+        (h_eager, g_eager), (h_fused, g_fused) = results
+        torch.testing.assert_close(h_fused, h_eager, rtol=1e-12, atol=1e-14)
+        for a, b in zip(g_fused, g_eager):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
 # --- GPU ------------------------------------------------------------------------------------
