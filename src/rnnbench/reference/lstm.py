@@ -252,6 +252,21 @@ def _gemm_acc(c, a, panels, w_t):
                 c[r, j] += a_rk * w_t[k, j]
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _cell_path_step(d_t, dc_b, gate, c_prev, H, one):
+    """One row of BPTT through the cell state: δ of the i, f, g gates from dL/dc_t (dc_b), then
+    dc_b becomes dL/dc_{t-1} along the direct path (× f). Shared by both dtypes' kernels."""
+    for j in range(H):
+        i_g = gate[j]
+        f_g = gate[H + j]
+        g_g = gate[2 * H + j]
+        dc = dc_b[j]
+        d_t[j] = dc * g_g * i_g * (one - i_g)
+        d_t[H + j] = dc * c_prev[j] * f_g * (one - f_g)
+        d_t[2 * H + j] = dc * i_g * (one - g_g * g_g)
+        dc_b[j] = dc * f_g
+
+
 @numba.njit(cache=True, error_model="numpy")
 def forward_kernel(x, h0, c0, w_ih, w_hh, b_ih, b_hh):
     """Return (h, c, gates): (T, B, H), (T, B, H), (T, B, 4H) post-activation [i|f|g|o]."""
@@ -329,15 +344,7 @@ def backward_kernel(x, h0, c0, w_ih, w_hh, h, c, gates, grad_h, dh_trace, delta)
                 tanh_c = d_t[3 * H + j]
                 dc_b[j] += dh[j] * o_g * (one - tanh_c * tanh_c)
                 d_t[3 * H + j] = dh[j] * tanh_c * o_g * (one - o_g)
-            for j in range(H):
-                i_g = gate[j]
-                f_g = gate[H + j]
-                g_g = gate[2 * H + j]
-                dc = dc_b[j]
-                d_t[j] = dc * g_g * i_g * (one - i_g)
-                d_t[H + j] = dc * c_prev[j] * f_g * (one - f_g)
-                d_t[2 * H + j] = dc * i_g * (one - g_g * g_g)
-                dc_b[j] = dc * f_g
+            _cell_path_step(d_t, dc_b, gate, c_prev, H, one)
         np.dot(delta[t], w_hh, recurrent)  # BPTT recursion: dL/dh_{t-1} gets δ_t W_hh
     d_h0 = recurrent
     d_c0 = d_c
@@ -434,15 +441,7 @@ def backward_kernel_f32(x, h0, c0, w_ih, w_hh, h, c, gates, grad_h, dh_trace, de
                 tanh_c = _tanh_f32(c_t[j])
                 dc_b[j] += dh[j] * o_g * (one - tanh_c * tanh_c)
                 d_t[3 * H + j] = dh[j] * tanh_c * o_g * (one - o_g)
-            for j in range(H):
-                i_g = gate[j]
-                f_g = gate[H + j]
-                g_g = gate[2 * H + j]
-                dc = dc_b[j]
-                d_t[j] = dc * g_g * i_g * (one - i_g)
-                d_t[H + j] = dc * c_prev[j] * f_g * (one - f_g)
-                d_t[2 * H + j] = dc * i_g * (one - g_g * g_g)
-                dc_b[j] = dc * f_g
+            _cell_path_step(d_t, dc_b, gate, c_prev, H, one)
     d_h0 = np.zeros((B, H), dtype=x.dtype)
     _gemm_acc(d_h0, delta[0], panels, w_hh)
     d_c0 = d_c
