@@ -258,6 +258,7 @@ def test_benchmark_quick_mode_runs(capsys):
     assert all(math.isfinite(r["rate"]) and r["rate"] > 0 for r in rows)
 
 
+@pytest.mark.slow  # first compile: ~40 s on 2 cores
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
                     reason="torch.compile on the CPU needs a C++ compiler; none on PATH")
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
