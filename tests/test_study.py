@@ -10,7 +10,7 @@ import yaml
 
 from rnnbench import config as cfgmod
 from rnnbench.config import RunConfig, field_names
-from rnnbench.study import Study, load_study
+from rnnbench.study import Study, check_numbers_read_as_text, load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -202,5 +202,15 @@ def test_exponent_number_read_as_text_by_yaml_gets_a_hint(tmp_path):
     assert yaml.safe_load(path.read_text())["fixed"]["lr"] == "1e-3"
     with pytest.raises(ValueError, match=r"field 'lr' must be float, got str '1e-3' \(YAML .*0\.001"):
         load_study(path)
+    with pytest.raises(ValueError, match=r"fixed\.lr = '1e-3': YAML .* 1\.0e-3"):
+        check_numbers_read_as_text(yaml.safe_load(path.read_text()))
+    data["fixed"]["lr"] = 0.001
+    data["methods"]["LSTM"]["clip_threshold"] = "2E+1"
+    data["axes"]["T"] = [10, "5e1"]
+    with pytest.raises(ValueError, match=r"methods\.LSTM\.clip_threshold = '2E\+1'; axes\.T has '5e1'"):
+        check_numbers_read_as_text(data)
+    data["methods"]["LSTM"]["clip_threshold"], data["axes"]["T"] = 20.0, [10, 50]
+    check_numbers_read_as_text(data)  # numbers and ordinary text pass
+    check_numbers_read_as_text(study(description="1e3 steps"))
     with pytest.raises(ValueError, match=r"field 'lr' must be float, got str 'fast'$"):
         RunConfig.from_dict({**BASE["fixed"], "cell": "rnn", "T": 10, "lr": "fast"})

@@ -77,6 +77,7 @@ def test_study_file_replaces_default_config(tmp_path):
     ({"fixed": {**TINY["fixed"], "hiden": 8}}, ["hiden"]),            # unknown run field
     ({"methods": {"X": {"cell": "foo"}}}, ["cell", "foo", "X"]),       # bad value (RunConfig)
     ({"axes": {"T": [5, 0]}}, ["0"]),                                 # out of range (schema)
+    ({"fixed": {**TINY["fixed"], "lr": "1e-3"}}, ["fixed.lr", "1e-3", "0.001"]),  # YAML text
 ])
 def test_bad_config_fails_before_any_job(tmp_path, change, words):
     wd = workdir(tmp_path, {**TINY, **change})

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 
 import yaml
 
-
-_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+from .config import EXPONENT_NUMBER
 
 
 def _parse_overrides(items: list[str]) -> dict:
@@ -27,7 +25,7 @@ def _parse_overrides(items: list[str]) -> dict:
         if not sep or not key:
             raise ValueError(f"expected key=value, got {item!r}")
         value = yaml.safe_load(text)
-        if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+        if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
             value = float(value)
         values[key] = value
     return values

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass, field, fields
 
@@ -132,16 +133,17 @@ def _coerce(key, value, hint, where):
         + _yaml_number_hint(value, allowed))
 
 
+# A number in exponent form; YAML 1.1 (PyYAML, Snakemake) reads it as text unless it has a
+# decimal point and a signed exponent (1.0e-3), so `lr: 1e-3` arrives as the string '1e-3'.
+EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+YAML_NUMBER_HINT = ("YAML reads a number in exponent form without a decimal point, like 1e-3,"
+                    " as text: write 0.001 or 1.0e-3")
+
+
 def _yaml_number_hint(value, allowed) -> str:
-    """YAML 1.1 (PyYAML, Snakemake) reads `1e-3` as a string: say so instead of leaving a puzzle."""
-    if not isinstance(value, str) or not ({int, float} & set(allowed)):
-        return ""
-    try:
-        float(value)
-    except ValueError:
-        return ""
-    return (" (YAML reads a number in exponent form without a decimal point, like 1e-3, as text:"
-            " write 0.001 or 1.0e-3)")
+    if isinstance(value, str) and {int, float} & set(allowed) and EXPONENT_NUMBER.fullmatch(value):
+        return f" ({YAML_NUMBER_HINT})"
+    return ""
 
 
 def _choice(name, value, allowed):

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .config import RunConfig, _coerce, field_names
+from .config import EXPONENT_NUMBER, YAML_NUMBER_HINT, RunConfig, _coerce, field_names
 
 TOP_LEVEL_KEYS = ("study", "description", "seeds", "fixed", "methods", "axes", "exclude",
                   "results_dir", "ensemble")
@@ -116,6 +116,30 @@ class Study:
         defaults = {f.name: f.default for f in fields(RunConfig)}
         return any(all(values.get(k, defaults.get(k)) == v for k, v in entry.items())
                    for entry in self.exclude)
+
+
+def check_numbers_read_as_text(data) -> None:
+    """Raise if a run value in `fixed`, `methods` or `axes` is a number YAML read as text
+    (`lr: 1e-3`). The workflow calls this before its JSON schema, whose own message for that
+    case ("'1e-3' is not of type 'number'") does not say why."""
+    if not isinstance(data, dict):
+        return
+    places = [("fixed", data.get("fixed"))]
+    methods = data.get("methods")
+    if isinstance(methods, dict):
+        places += [(f"methods.{name}", values) for name, values in methods.items()]
+    found = []
+    for where, values in places:
+        if isinstance(values, dict):
+            found += [f"{where}.{key} = {value!r}" for key, value in values.items()
+                      if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value)]
+    axes = data.get("axes")
+    if isinstance(axes, dict):
+        found += [f"axes.{key} has {value!r}" for key, values in axes.items()
+                  if isinstance(values, list) for value in values
+                  if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value)]
+    if found:
+        raise ValueError(f"study config: {'; '.join(found)}: {YAML_NUMBER_HINT}")
 
 
 def load_study(source) -> Study:

@@ -11,11 +11,12 @@ import pandas as pd
 
 from snakemake.utils import validate
 
-from rnnbench.study import load_study
+from rnnbench.study import check_numbers_read_as_text, load_study
 
 
 # The schema checks the shape and types (and fills defaults); load_study then builds and
 # validates every RunConfig, so a bad field stops the workflow before any job starts.
+check_numbers_read_as_text(config)  # `lr: 1e-3` is text in YAML: say so before the schema does
 validate(config, "../schemas/config.schema.yaml")
 STUDY = load_study(config)
 RUNS = {STUDY.folder(cfg): cfg for cfg in STUDY.runs()}  # folder under runs/ -> RunConfig
