@@ -2,6 +2,7 @@
 
     rnnbench run task=adding T=100 cell=lstm steps=2000 --out results/adhoc/lstm
     rnnbench run --json '{"task": "copy", "T": 100}' --out DIR
+    rnnbench run-chunk SPEC.json                   # several runs in one process (the pipeline)
     rnnbench validate config/config.yaml          # expand and check a study, run nothing
     rnnbench list                                  # tasks, cells, activations, inits
 """
@@ -53,6 +54,40 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_run_chunk(args) -> int:
+    from .train import run_chunk
+
+    runs = read_chunk_spec(args.spec)  # every config checked before the first run trains
+    _set_threads(args.threads)
+    failed = run_chunk(runs)
+    if failed:
+        print(f"rnnbench: {len(failed)} of {len(runs)} runs failed: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def read_chunk_spec(path) -> list:
+    """A chunk spec: JSON {"runs": [{"config": {run fields}, "out_dir": folder}, ...]} ->
+    [(RunConfig, out_dir)], every config validated (ValueError naming the run)."""
+    from .config import RunConfig
+    try:
+        with open(path) as f:
+            spec = json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"chunk spec {path}: {exc}") from None
+    entries = spec.get("runs") if isinstance(spec, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"chunk spec {path}: expected {{\"runs\": [...]}} with at least one run")
+    runs = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or set(entry) != {"config", "out_dir"}:
+            raise ValueError(f"chunk spec {path}: run {i} must have exactly 'config' and 'out_dir'")
+        runs.append((RunConfig.from_dict(entry["config"], where=f"chunk spec {path}, run {i}"),
+                     str(entry["out_dir"])))
+    return runs
+
+
 def _set_threads(n: int):
     """Small recurrent models run fastest on one thread; a sweep parallelises across runs."""
     import torch
@@ -93,6 +128,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="folder for summary/curve/gradflow parquet files")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("run-chunk", help="train several runs one after another (a chunk spec)")
+    p.add_argument("spec", help='JSON file {"runs": [{"config": {...}, "out_dir": DIR}, ...]}')
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    p.set_defaults(func=_cmd_run_chunk)
     p = sub.add_parser("validate", help="expand and validate a study file")
     p.add_argument("study")
     p.set_defaults(func=_cmd_validate)

@@ -11,6 +11,7 @@ study, the method and the field.
     methods: {LSTM: {cell: lstm}}     # name -> run-field overrides (default: one method "default")
     axes: {T: [10, 50]}               # field -> values, crossed with each other
     exclude: [{method: LSTM, T: 10}]  # drop runs matching every key of one entry
+    chunks: {per_core: 2}             # several runs per job (rnnbench.chunks)
 """
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from .chunks import CHUNK_DEFAULTS, check_settings, plan
 from .config import EXPONENT_NUMBER, YAML_NUMBER_HINT, RunConfig, _coerce, field_names
 
 TOP_LEVEL_KEYS = ("study", "description", "seeds", "fixed", "methods", "axes", "exclude",
-                  "results_dir", "ensemble")
+                  "results_dir", "ensemble", "chunks")
 ENSEMBLE_DEFAULTS = {"enabled": False, "members_per_job": 256}
 RESERVED = ("seed", "method")  # set by `seeds` and `methods`, never by fixed/overrides/axes
 
@@ -44,26 +46,35 @@ class Study:
     exclude: list = field(default_factory=list)
     results_dir: str = "results"
     ensemble: dict = field(default_factory=lambda: dict(ENSEMBLE_DEFAULTS))
+    chunks: dict = field(default_factory=lambda: dict(CHUNK_DEFAULTS))
 
-    def jobs(self) -> tuple[list[str], dict[str, list[str]]]:
-        """How the runs are trained: (folders of runs trained one per job, group id -> member
-        folders); folders as `Study.folder`.
+    def jobs(self, cores: int = 1, finished=()) -> tuple[dict[str, list[str]],
+                                                         dict[str, list[str]]]:
+        """How the runs are trained: (chunk id -> folders of the runs one job trains one after
+        another, group id -> member folders of an ensemble job); folders as `Study.folder`.
 
-        With `ensemble.enabled`, runs that can share a job (rnnbench.ensemble.can_ensemble)
-        are grouped by shape, at most `members_per_job` per group; the rest run alone."""
+        Runs whose folder is in `finished` are left out of the chunks, which are packed anew
+        from the rest (`rnnbench.chunks.plan`, `cores` cores). With `ensemble.enabled`, runs
+        that can share a job (rnnbench.ensemble.can_ensemble) are grouped by shape, at most
+        `members_per_job` per group."""
         runs = self.runs()
-        if not self.ensemble["enabled"]:
-            return [self.folder(cfg) for cfg in runs], {}
-        from .ensemble import can_ensemble, group_runs
-        solo = [self.folder(cfg) for cfg in runs if not can_ensemble(cfg)]
-        grouped = group_runs([cfg for cfg in runs if can_ensemble(cfg)],
-                             self.ensemble["members_per_job"])
+        grouped = []
+        if self.ensemble["enabled"]:
+            from .ensemble import can_ensemble, group_runs
+            grouped = group_runs([cfg for cfg in runs if can_ensemble(cfg)],
+                                 self.ensemble["members_per_job"])
+            runs = [cfg for cfg in runs if not can_ensemble(cfg)]
+        finished = set(finished)
+        pending = [cfg for cfg in runs if self.folder(cfg) not in finished]
+        chunks = {}
+        for chunk in plan(pending, cores, self.chunks):
+            chunks[chunk.chunk_id(self.folder)] = [self.folder(cfg) for cfg in chunk.runs]
         groups = {}
         for members in grouped:
             ids = [cfg.run_id() for cfg in members]
             groups[hashlib.sha1(" ".join(ids).encode()).hexdigest()[:12]] = [
                 self.folder(cfg) for cfg in members]
-        return solo, groups
+        return chunks, groups
 
     def runs(self) -> list[RunConfig]:
         """methods x product(axes) x seeds, excluded combinations dropped; each one validated."""
@@ -172,6 +183,7 @@ def load_study(source) -> Study:
         exclude=_exclude(data.get("exclude") or [], where),
         results_dir=str(data.get("results_dir", "results")),
         ensemble=_ensemble(data.get("ensemble") or {}, where),
+        chunks=check_settings(data.get("chunks") or {}, where),
     )
     study.runs()  # validate every run now
     return study

@@ -106,6 +106,32 @@ def run(config, out_dir=None, progress: bool | None = None, stop_after: int | No
     return result
 
 
+def run_chunk(runs, progress: bool | None = None) -> list[str]:
+    """Train `runs`, (config, out_dir) pairs, one after another in this process, each exactly as
+    `run(config, out_dir)` would alone. A run whose folder already holds its summary is done and
+    skipped, so a chunk killed half-way keeps the runs it finished and a rerun does the rest.
+    A run that raises is reported and the others still train; returns the failed run ids."""
+    import traceback
+
+    failed = []
+    for config, out_dir in runs:
+        cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+        if (Path(out_dir) / records.RUN_FILES[-1]).exists():
+            print(f"run {cfg.run_id()}: already done in {out_dir}", flush=True)
+            continue
+        try:
+            s = run(cfg, out_dir=out_dir, progress=progress).summary
+        except Exception:  # one broken run must not take the chunk's other runs with it
+            traceback.print_exc()
+            print(f"run {cfg.run_id()}: FAILED ({out_dir})", flush=True)
+            failed.append(cfg.run_id())
+            continue
+        print(f"run {s['run_id']}: solved={s['solved']} steps={s['steps_done']} "
+              f"final_eval_loss={s['final_eval_loss']:.4g} diverged={s['diverged']} "
+              f"backend={s['backend_used']} wall={s['wall_time_s']:.1f}s", flush=True)
+    return failed
+
+
 def record_step(state, cfg, task, step, loss, grad_norm, clipped) -> str:
     """Book-keeping after optimisation step `step`, shared by every engine: returns
     "diverged" (recorded; the run ends), "evaluate" (the caller evaluates, which appends the

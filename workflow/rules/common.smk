@@ -11,6 +11,7 @@ import pandas as pd
 
 from snakemake.utils import validate
 
+from rnnbench.chunks import estimate_seconds
 from rnnbench.study import check_numbers_read_as_text, load_study
 
 
@@ -20,33 +21,63 @@ check_numbers_read_as_text(config)  # `lr: 1e-3` is text in YAML: say so before 
 validate(config, "../schemas/config.schema.yaml")
 STUDY = load_study(config)
 RUNS = {STUDY.folder(cfg): cfg for cfg in STUDY.runs()}  # folder under runs/ -> RunConfig
-# Runs trained one per job, and ensemble groups (group id -> member run ids); see Study.jobs.
-SOLO, GROUPS = STUDY.jobs()
 # The interpreter running Snakemake has rnnbench installed: jobs use it even when the venv's
 # bin/ is not on PATH (e.g. `.venv/bin/snakemake` called directly).
 PYTHON = shlex.quote(sys.executable)
 RESULTS = config["results_dir"].rstrip("/")
 STUDY_DIR = f"{RESULTS}/{STUDY.name}"
+# A run is finished once its summary exists (written last, atomically). Only the unfinished runs
+# are packed into chunk jobs, so a rerun after a kill retrains just those, balanced anew.
+FINISHED = {r for r in RUNS if Path(f"{STUDY_DIR}/runs/{r}/summary.parquet").exists()}
+# chunk id -> runs one job trains in turn; ensemble group id -> member runs (Study.jobs).
+CHUNKS, GROUPS = STUDY.jobs(cores=workflow._cores or 1, finished=FINISHED)
+IN_GROUPS = {r for members in GROUPS.values() for r in members}
+# A chunk's marker means its runs finished; a marker beside an unfinished member is stale (its
+# results were deleted since): drop it so that the chunk trains again.
+# (Only the main process: a cluster job re-reads this file while the study is under way.)
+if workflow.is_main_process:
+    for _chunk in CHUNKS:
+        Path(f"{STUDY_DIR}/chunks/{_chunk}.done").unlink(missing_ok=True)
 FIGURES = ("success_vs_T", "learning_curves", "grad_norms", "gradflow_vs_lag")
 TABLES = ("success", "longest_T")
 
 
 wildcard_constraints:
     study=re.escape(STUDY.name),
-    # Runs of ensemble groups are written by their group's job, never by train_run.
-    run="|".join(map(re.escape, SOLO)) if GROUPS else "[^/]+--[0-9a-f]{12}|[0-9a-f]{12}",
+    # A cluster job re-reads this file later, when other runs have finished and the chunks it
+    # would plan differ: match any chunk name (Chunk.chunk_id), not only today's.
+    chunk="[^/]+--[0-9a-f]{12}|chunk-[0-9a-f]{12}",
     group_id="[0-9a-f]{12}",
 
 
 def run_files(name):
-    """Input function: `name`.parquet of every run trained alone, and the completion marker
-    of every ensemble group (its job writes its members' files, summary last, then the marker)."""
+    """Input function: `name`.parquet of every finished run, and the completion marker of every
+    chunk and ensemble group still to train (its job writes its runs' files, then the marker)."""
 
     def files(wildcards):
-        solo = [f"{RESULTS}/{wildcards.study}/runs/{r}/{name}.parquet" for r in SOLO]
-        return solo + [f"{RESULTS}/{wildcards.study}/ensembles/{g}.done" for g in GROUPS]
+        base = f"{RESULTS}/{wildcards.study}"
+        done = [f"{base}/runs/{r}/{name}.parquet" for r in sorted(FINISHED - IN_GROUPS)]
+        return (done + [f"{base}/chunks/{c}.done" for c in CHUNKS]
+                + [f"{base}/ensembles/{g}.done" for g in GROUPS])
 
     return files
+
+
+def chunk_spec_json(wildcards):
+    """The chunk's runs for `rnnbench run-chunk`: their RunConfigs and result folders."""
+    if wildcards.chunk not in CHUNKS:  # a cluster job's own re-read: the spec is written
+        return Path(f"{RESULTS}/{wildcards.study}/chunks/{wildcards.chunk}.json").read_text()
+    runs = [{"config": RUNS[r].to_dict(), "out_dir": f"{RESULTS}/{wildcards.study}/runs/{r}"}
+            for r in CHUNKS[wildcards.chunk]]
+    return json.dumps({"runs": runs}, sort_keys=True, indent=1)
+
+
+def chunk_minutes(wildcards):
+    """Time limit of a chunk job (SLURM's --time): its estimated cost, with a wide margin."""
+    if wildcards.chunk not in CHUNKS:  # a cluster job's own re-read: submitted already
+        return 60
+    seconds = sum(estimate_seconds(RUNS[r]) for r in CHUNKS[wildcards.chunk])
+    return 10 + int(3 * seconds / 60)
 
 
 def group_spec_json(wildcards):
@@ -56,13 +87,6 @@ def group_spec_json(wildcards):
 
 def group_out_dirs(wildcards):
     return " ".join(f"{RESULTS}/{wildcards.study}/runs/{r}" for r in GROUPS[wildcards.group_id])
-
-
-def run_config_json(wildcards):
-    """The run's RunConfig as JSON, quoted for the shell."""
-    if wildcards.run not in RUNS:
-        raise ValueError(f"run {wildcards.run} is not part of study '{STUDY.name}'")
-    return shlex.quote(json.dumps(RUNS[wildcards.run].to_dict(), sort_keys=True))
 
 
 def final_outputs():

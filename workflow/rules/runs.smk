@@ -1,25 +1,37 @@
-# One job per run: `rnnbench run` trains it and writes its three files atomically (summary last).
-
-
-rule train_run:
+# Chunk jobs: `rnnbench run-chunk` trains the chunk's runs one after another in one process
+# (one start-up for all of them), each written atomically (summary last), then the marker.
+rule chunk_spec:
     output:
-        curve=f"{RESULTS}/{{study}}/runs/{{run}}/curve.parquet",
-        gradflow=f"{RESULTS}/{{study}}/runs/{{run}}/gradflow.parquet",
-        summary=f"{RESULTS}/{{study}}/runs/{{run}}/summary.parquet",
+        f"{RESULTS}/{{study}}/chunks/{{chunk}}.json",
+    params:
+        spec=chunk_spec_json,
+    log:
+        f"{RESULTS}/{{study}}/logs/chunk_spec/{{chunk}}.log",
+    localrule: True
+    run:
+        with logged(log[0]):
+            from rnnbench.records import write_text
+
+            write_text(params.spec, output[0])
+
+
+rule train_chunk:
+    input:
+        spec=f"{RESULTS}/{{study}}/chunks/{{chunk}}.json",
+    output:
+        done=f"{RESULTS}/{{study}}/chunks/{{chunk}}.done",
     params:
         python=PYTHON,
-        config_json=run_config_json,
-        out_dir=lambda wildcards, output: str(Path(output.summary).parent),
     log:
-        f"{RESULTS}/{{study}}/logs/train_run/{{run}}.log",
+        f"{RESULTS}/{{study}}/logs/train_chunk/{{chunk}}.log",
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../envs/rnnbench.yaml"
+        runtime=chunk_minutes,
     shell:
         "OMP_NUM_THREADS={threads} NUMBA_NUM_THREADS={threads} "
-        "{params.python} -m rnnbench run --json {params.config_json} --out {params.out_dir} > {log} 2>&1"
+        "{params.python} -m rnnbench run-chunk {input.spec} > {log} 2>&1 "
+        "&& cp {input.spec} {output.done}"
 
 
 # Ensemble jobs (study key `ensemble.enabled`): one job trains a group of compatible runs at once
@@ -53,8 +65,6 @@ rule train_ensemble:
     resources:
         gpu=1,
         mem_mb=8000,
-    conda:
-        "../envs/rnnbench.yaml"
     shell:
         "{params.python} -m rnnbench.ensemble --json-file {input.spec} --out-dirs {params.out_dirs} "
         "--threads {threads} > {log} 2>&1 && cp {input.spec} {output.done}"
