@@ -2,7 +2,7 @@
 
 They serve as the float64 oracle that the torch models are tested against, as the CPU training
 backend (float32), and as the engine of the gradient-flow diagnostics. Conventions are
-PyTorch's exactly (SCIENCE.md §2): parameter shapes (G·H × I), (G·H × H), (G·H,); LSTM gate rows
+PyTorch's exactly (docs/science/model-and-bptt.md §6): parameter shapes (G·H × I), (G·H × H), (G·H,); LSTM gate rows
 i, f, g, o; GRU rows r, z, n with n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)) and
 h' = (1 − z) ⊙ n + z ⊙ h; inputs time-major x (T, B, I), states (B, H).
 
