@@ -232,8 +232,8 @@ def test_yaml_syntax_error_is_one_line_naming_file_line_and_column(tmp_path, cap
     path.write_text(text)
     with pytest.raises(yaml.YAMLError):
         yaml.safe_load(text)  # the file really is malformed YAML
-    expected = (rf"study file {re.escape(str(path))}: YAML syntax error at line {line}, column {column}: "
-                rf"{problem}")
+    expected = (rf"study file {re.escape(str(path))}: YAML syntax error at line {line}, "
+                rf"column {column}: {problem}")
     with pytest.raises(ValueError, match="^" + expected + "$"):
         load_study(path)
     assert main(["validate", str(path)]) == 2
