@@ -77,7 +77,10 @@ def test_no_file_cites_a_document_outside_the_repository():
 def test_repository_paths_named_in_files_exist():
     """A path like tests/test_numba_backend.py in a docstring must name a real file."""
     problems = []
+    this_file = str(Path(__file__).resolve().relative_to(ROOT))  # its examples name no files
     for name, text in texts().items():
+        if name == this_file:
+            continue
         for m in REPO_PATH.finditer(text):
             if not (ROOT / m.group(1)).exists():
                 problems.append(f"{name}:{line_of(text, m.start())}: {m.group(1)} does not exist")
