@@ -2,9 +2,10 @@
 # first use, so a fresh machine needs nothing else.
 VENV   ?= .venv
 CORES  ?= 2
-# The CPU build of torch lies on these machines' disk; elsewhere set TORCH to the build you want
-# (for a GPU machine: TORCH=torch). Installed first so the `torch` range in pyproject.toml does
-# not pull a multi-GB CUDA build.
+# TORCH: the torch requirement, installed before the package so that pip keeps it rather than
+# resolving the `torch` range in pyproject.toml by itself (on Linux that can pull a multi-GB
+# CUDA build). The default pins the version the test suite runs with; where pip's find-links
+# offer its CPU wheel (2.13.0+cpu), that is the one installed. For a GPU machine: TORCH=torch.
 TORCH  ?= torch==2.13.0
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.rnnbench-installed

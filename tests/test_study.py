@@ -1,6 +1,7 @@
 """Study expansion (methods x axes x seeds), run ids, validation messages, and the JSON schema
 of the study config staying in step with RunConfig."""
 import copy
+import re
 import typing
 from pathlib import Path
 
@@ -214,3 +215,28 @@ def test_exponent_number_read_as_text_by_yaml_gets_a_hint(tmp_path):
     check_numbers_read_as_text(study(description="1e3 steps"))
     with pytest.raises(ValueError, match=r"field 'lr' must be float, got str 'fast'$"):
         RunConfig.from_dict({**BASE["fixed"], "cell": "rnn", "T": 10, "lr": "fast"})
+
+
+# --- a study file that is not YAML ----------------------------------------------------------
+@pytest.mark.parametrize("text, line, column, problem", [
+    # an unclosed flow mapping: PyYAML notices at the end of the file, the cause is the brace
+    ("study: demo\nfixed: {task: adding, hidden: 8\nseeds: 2\n", 3, 6,
+     r"expected ',' or '\}', but got ':' \(while parsing a flow mapping at line 2, column 8\)"),
+    ("study: demo\nseeds: 2\naxes:\n  T: [10, 20]\n  cell: rnn: lstm\n", 5, 12,
+     "mapping values are not allowed here"),
+])
+def test_yaml_syntax_error_is_one_line_naming_file_line_and_column(tmp_path, capsys, text, line,
+                                                                    column, problem):
+    from rnnbench.cli import main
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    with pytest.raises(yaml.YAMLError):
+        yaml.safe_load(text)  # the file really is malformed YAML
+    expected = (rf"study file {re.escape(str(path))}: YAML syntax error at line {line}, "
+                rf"column {column}: {problem}")
+    with pytest.raises(ValueError, match="^" + expected + "$"):
+        load_study(path)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert re.fullmatch(r"rnnbench: error: " + expected + "\n", err)

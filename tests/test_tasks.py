@@ -1,4 +1,4 @@
-"""Task generators against their definitions and analytic baselines (SCIENCE.md §3)."""
+"""Task generators against their definitions and analytic baselines (docs/science/tasks.md §2)."""
 import math
 
 import numpy as np

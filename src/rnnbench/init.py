@@ -1,4 +1,4 @@
-"""Initialisation schemes for the recurrent stack and the head (SCIENCE.md §1).
+"""Initialisation schemes for the recurrent stack and the head (docs/science/model-and-bptt.md §5).
 
 `apply(model, cfg, generator)` redraws every parameter of `model.rnn` and `model.head` from
 `generator`, so the same generator seed gives the same weights. Draws are made in float64 on the

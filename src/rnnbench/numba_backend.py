@@ -1,7 +1,8 @@
 """CPU training through the Numba reference kernels: forward, BPTT, clipping and the optimiser
 update, all in numpy/Numba. Same seed and init as the torch backend (the starting weights come
 from the same torch model), and the same update rules as torch.optim, so in float64 the two
-learning curves agree to rounding (tests/test_numba_backend.py).
+learning curves agree to rounding (tests/test_train.py,
+test_numba_backend_learning_curve_equals_torch_float64).
 """
 from __future__ import annotations
 

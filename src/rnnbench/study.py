@@ -157,9 +157,12 @@ def load_study(source) -> Study:
     """Read a study from a YAML path or a dict (e.g. Snakemake's `config`), check its shape and
     build every run, so that all validation errors surface here."""
     if isinstance(source, (str, Path)):
-        with open(source) as f:
-            data = yaml.safe_load(f)
         where = f"study file {source}"
+        with open(source) as f:
+            try:
+                data = yaml.safe_load(f)
+            except yaml.YAMLError as exc:  # one line naming the place, not PyYAML's traceback
+                raise ValueError(f"{where}: {_yaml_syntax_error(exc)}") from None
     else:
         data, where = source, "study config"
     if not isinstance(data, dict):
@@ -190,6 +193,22 @@ def load_study(source) -> Study:
 
 
 # --- helpers -------------------------------------------------------------------------------
+def _yaml_syntax_error(exc: yaml.YAMLError) -> str:
+    """`YAML syntax error at line L, column C: <problem>` (1-based, as editors count), plus
+    where the unclosed construct began when PyYAML knows it (an unclosed `{` is reported at
+    the end of the file, its cause at the brace)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return "YAML syntax error: " + " ".join(str(exc).split())
+    msg = f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: " + " ".join(
+        problem.split())
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and start is not None and (start.line, start.column) != (mark.line, mark.column):
+        msg += f" ({context} at line {start.line + 1}, column {start.column + 1})"
+    return msg
+
+
 def _build(values: dict, where: str) -> RunConfig:
     try:
         return RunConfig.from_dict(values, where=where)

@@ -8,7 +8,7 @@
 # Everything (configuration, state, spool, logs, PIDs, MariaDB data, munge socket) lives under
 # DIR; clients find the cluster through SLURM_CONF=DIR/etc/slurm.conf. Daemons run in the
 # background with their PIDs in DIR/pids/*.pid; `stop` kills only those PIDs. No systemd is
-# needed. Debian's SLURM 22.05 + MariaDB + munge (see ../../../shared/SLURM.md for the traps).
+# needed. Debian's SLURM 22.05 + MariaDB + munge (docs/slurm.md lists the traps).
 #
 # Exit codes: 0 ok; 2 usage; 3 the packages are missing and cannot be installed (not root, no
 # apt-get, or apt-get fails): callers treat 3 as "this machine cannot host a cluster";

@@ -21,12 +21,13 @@ Each member keeps its own everything:
   final weights are copied out, its records finished, and from then on it is frozen (masked out
   of every update); the stack is compacted when enough members have left.
 
-Performance switches (CUDA only; both default off because they were not measured in the
-session that wrote this code — see docs/performance.md): `fused=True` compiles the per-step
-elementwise work of the lstm/gru cell with `torch.compile`; `cuda_graph=True` captures the whole
-training step (forward, backward, clipping, optimiser) in a CUDA graph and replays it (sequences
-are then always padded to the task's maximum length so the shapes are static). Environment
-variables RNNBENCH_ENSEMBLE_COMPILE=1 / RNNBENCH_ENSEMBLE_CUDA_GRAPH=1 set them for the CLI.
+Performance switches (CUDA only; both default off: their speed-up and their CUDA paths have
+not been verified on a GPU, while the eager path is the one tested against single runs; see
+docs/performance.md): `fused=True` compiles the per-step elementwise work of the lstm/gru cell
+with `torch.compile`; `cuda_graph=True` captures the whole training step (forward, backward,
+clipping, optimiser) in a CUDA graph and replays it (sequences are then always padded to the
+task's maximum length so the shapes are static). Environment variables
+RNNBENCH_ENSEMBLE_COMPILE=1 / RNNBENCH_ENSEMBLE_CUDA_GRAPH=1 set them for the CLI.
 
 Checkpoints (`checkpoint_every`) are not written for groups: an interrupted ensemble job is
 rerun from the start, giving the same results. Each member's files are written when it retires.

@@ -1,7 +1,7 @@
 """Stacked recurrent cells: G independent models (the "members") computed together.
 
 Every parameter carries a leading members axis G and keeps PyTorch's layout after it
-(SCIENCE.md §2): ``weight_ih`` (G, gH, I), ``weight_hh`` (G, gH, H), ``bias_ih`` / ``bias_hh``
+(docs/science/model-and-bptt.md §6): ``weight_ih`` (G, gH, I), ``weight_hh`` (G, gH, H), ``bias_ih`` / ``bias_hh``
 (G, gH), and the readout ``head_weight`` (G, C, H), ``head_bias`` (G, C). Gate rows are
 PyTorch's: LSTM i, f, g, o; GRU r, z, n with n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
 `torch.func.vmap` has no batching rule for nn.LSTM/nn.GRU, so the matrix products are written

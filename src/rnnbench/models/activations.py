@@ -1,6 +1,6 @@
 """Elementwise activations for the plain RNN cell, each with sup|f'| for the gradient bound.
 
-The BPTT bound ||delta_k|| <= ||delta_t|| (beta_W beta_f)^(t-k) (SCIENCE.md §1) needs
+The BPTT bound ||delta_k|| <= ||delta_t|| (beta_W beta_f)^(t-k) (docs/science/model-and-bptt.md §3) needs
 beta_f = sup|f'|, so an activation is registered together with that number.
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@ class SequenceModel(nn.Module):
     """x (B, L, I) -> (B, out) from the last step, or (B, L, out) on every step (`per_step`).
 
     For a bidirectional stack the last step's output is [forward h_L, backward h'_L]: the
-    backward half has then read only x_L (o_t = g(V s_t + V' s'_t), SCIENCE.md §1).
+    backward half has then read only x_L (o_t = g(V s_t + V' s'_t), docs/science/model-and-bptt.md §4).
     """
 
     def __init__(self, rnn: nn.Module, head: nn.Linear, per_step: bool,

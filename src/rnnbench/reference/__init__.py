@@ -2,7 +2,7 @@
 
 They serve as the float64 oracle that the torch models are tested against, as the CPU training
 backend (float32), and as the engine of the gradient-flow diagnostics. Conventions are
-PyTorch's exactly (SCIENCE.md §2): parameter shapes (G·H × I), (G·H × H), (G·H,); LSTM gate rows
+PyTorch's exactly (docs/science/model-and-bptt.md §6): parameter shapes (G·H × I), (G·H × H), (G·H,); LSTM gate rows
 i, f, g, o; GRU rows r, z, n with n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)) and
 h' = (1 − z) ⊙ n + z ⊙ h; inputs time-major x (T, B, I), states (B, H).
 
@@ -19,16 +19,17 @@ the shapes of the corresponding inputs. Every array must share one dtype, float3
 the kernels compute in that dtype. Bad input raises ValueError naming the argument.
 
 Compilation: each kernel compiles once per dtype on first use and is cached on disk
-(`cache=True`, `NUMBA_CACHE_DIR` to move the cache). From a clean cache, compiling all 12 kernels
-(3 cells × forward/backward × 2 dtypes) took 24 s of CPU (24 s wall on a quiet moment, 40–47 s
-wall while other jobs loaded the 2 shared AMD EPYC cores; the first one, float64 rnn, 7 s of
-that as it also warms Numba up); the cached import plus first call of all 12 took 0.9 s.
-See docs/performance.md.
+(`cache=True`, `NUMBA_CACHE_DIR` to move the cache), because compiling all 12 kernels
+(3 cells × forward/backward × 2 dtypes) costs tens of seconds of CPU while loading them from the
+cache takes about a second: every run process after the first starts from the cache
+(timings in docs/performance.md).
 
 Speed: the elementwise steps use a branch-free exp/sigmoid/tanh (no libm calls, within 4 ulp)
-that LLVM vectorises; per-step GEMMs go to SciPy's OpenBLAS. Run CPU training inside
-`with blas_threads(1):` (multi-threaded BLAS on these tiny GEMMs can be 100× slower on busy
-cores). The backward δ work arrays are reused per thread (`_common.scratch`).
+because a libm call per element blocks LLVM's vectorisation; per-step GEMMs go to SciPy's
+OpenBLAS. Run CPU training inside `with blas_threads(1):`: the per-step GEMMs are too small to
+split, and extra BLAS threads only spin against each other and against other processes, which
+can make them 100× slower. The backward δ work arrays are reused per thread
+(`_common.scratch`).
 """
 from __future__ import annotations
 
@@ -83,8 +84,9 @@ def forward_backward(cell, params, x, h0, grad_h, c0=None, activation="tanh"):
 def blas_threads(n: int = 1):
     """Context manager limiting the BLAS behind the kernels' np.dot (SciPy's OpenBLAS) to n threads.
 
-    The per-step GEMMs are tiny (B×H by H×G·H): with more than one BLAS thread on busy shared
-    cores they can run 100× slower, so a CPU training loop should run inside
+    The per-step GEMMs are tiny (B×H by H×G·H): more than one BLAS thread cannot split them
+    usefully, and the spinning threads can make them 100× slower when the cores are busy, so a
+    CPU training loop should run inside
     `with blas_threads(1):`. Needs threadpoolctl (installed with scikit-learn).
     """
     import scipy.linalg.cython_blas  # noqa: F401 - load the library first, so that it is limited

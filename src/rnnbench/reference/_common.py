@@ -130,10 +130,12 @@ _scratch = threading.local()
 def scratch(shape: tuple, dtype) -> np.ndarray:
     """An uninitialised C-contiguous work array, reused across calls in the same thread.
 
-    The backward kernels' δ arrays are T·B·G·H elements: above 32 MB glibc maps fresh pages for
-    every allocation, and first-touching them costs ~3 µs per 4 KiB page on the development VM
-    (50 ms per 64 MB). Reusing one growing buffer per thread and dtype avoids that; it keeps the
-    largest such buffer alive. Never hand out a view of it: it is overwritten by the next call.
+    The backward kernels' δ arrays are T·B·G·H elements. Arrays that large (above glibc's
+    mmap threshold, at most 32 MB) get fresh pages from the kernel on every allocation, and
+    the page faults of first touching them can cost as much as a small backward pass itself
+    (tens of ms per 64 MB; docs/performance.md). Reusing one growing buffer per thread and
+    dtype pays that once; the price is that the largest such buffer stays alive. Never hand
+    out a view of it: it is overwritten by the next call.
     """
     dtype = np.dtype(dtype)
     size = int(np.prod(shape))

@@ -2,7 +2,7 @@
 
     net_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh        h_t = f(net_t)
 
-Backward (the BPTT recursion of SCIENCE.md §1, written in PyTorch's row convention):
+Backward (the BPTT recursion of docs/science/model-and-bptt.md §2, written in PyTorch's row convention):
 
     dL/dh_t   = grad_h_t + δ_{t+1} W_hh                  (external + recurrent part)
     δ_t       = dL/dh_t ⊙ f'(net_t)                      i.e. δ_k = δ_t Π W_hh diag f'(net)

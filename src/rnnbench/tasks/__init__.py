@@ -1,4 +1,4 @@
-"""The classical long-range-dependency tasks (definitions: SCIENCE.md §3).
+"""The classical long-range-dependency tasks (definitions: docs/science/tasks.md §2).
 
     task = tasks.make("adding_pascanu", T=100)
     x, y = task.sample(batch_size=20, seed=0)           # x (B, L, input_dim) float32, batch-first
