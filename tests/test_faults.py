@@ -115,7 +115,8 @@ def run_folders(study: dict) -> dict[str, str]:
 
 
 def find_training_process(run_folder: str) -> int | None:
-    """PID of the `rnnbench run ... --out .../<run_folder>` process, if it runs."""
+    """PID of the `rnnbench run-chunk .../chunks/<run_folder>.json` process training that run
+    alone (a chunk of one run is named after the run's folder), if it runs."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -125,8 +126,8 @@ def find_training_process(run_folder: str) -> int | None:
             continue
         args = [a.decode(errors="replace") for a in argv if a]
         # `rnnbench run ...` (console script) or `python -m rnnbench run ...`
-        if (any(Path(a).name == "rnnbench" for a in args[:3]) and "run" in args
-                and any(a.rstrip("/").endswith(run_folder) for a in args)):
+        if (any(Path(a).name == "rnnbench" for a in args[:3]) and "run-chunk" in args
+                and any(Path(a).name == f"{run_folder}.json" for a in args)):
             return int(entry.name)
     return None
 
@@ -271,7 +272,7 @@ def test_aggregate_rule_fails_naming_the_damaged_summary(finished_study, tmp_pat
     assert str(rel) in proc.stdout or str(victim) in proc.stdout, (
         f"snakemake output does not name {rel}:\n{tail(proc.stdout, 80)}")
     # Nothing was retrained: the damaged file's run was not silently redone.
-    assert "rule train_run" not in proc.stdout, tail(proc.stdout)
+    assert "rule train_chunk" not in proc.stdout, tail(proc.stdout)
 
 
 # --- a job killed with SIGKILL in the middle of a study ---------------------------------------
@@ -321,7 +322,7 @@ def test_sigkilled_job_leaves_no_summary_and_rerun_redoes_only_it(tmp_path):
     proc2 = snakemake(workdir, "killed", "--profile", str(DEFAULT_PROFILE), "--cores", "1")
     assert proc2.returncode == 0, f"rerun failed:\n{tail(proc2.stdout)}"
     jobs = re.findall(r"^(?:local)?rule (\w+):", proc2.stdout, flags=re.M)
-    assert jobs.count("train_run") == 1, f"rerun trained {jobs.count('train_run')} runs:\n" + \
+    assert jobs.count("train_chunk") == 1, f"rerun had {jobs.count('train_chunk')} jobs:\n" + \
         tail(proc2.stdout)
     for method, files in before.items():
         assert mtimes(runs_dir / ids[method]) == files, f"{method} was redone"
@@ -524,5 +525,5 @@ def test_bad_config_rejected_by_snakemake(case, tmp_path):
     assert proc.returncode != 0, f"snakemake accepted a bad config:\n{tail(proc.stdout)}"
     assert _names_field(proc.stdout, name), (
         f"snakemake's output does not name '{name}':\n{tail(proc.stdout, 40)}")
-    assert "rule train_run" not in proc.stdout
+    assert "rule train_chunk" not in proc.stdout
     assert not (workdir / "results").exists()

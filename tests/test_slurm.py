@@ -159,7 +159,7 @@ def test_study_on_slurm_equals_local_run(slurm_cluster, tmp_path):
     print(f"SLURM study: {seconds:.0f} s")
 
     # The two training runs really were SLURM jobs: one kept log each, and accounting knows them.
-    train_logs = [f for f in slurm_logs if "train_run" in str(f)]
+    train_logs = [f for f in slurm_logs if "train_chunk" in str(f)]
     assert len(train_logs) == 2, details
     sacct = subprocess.run(["timeout", "30", "sacct", "-n", "-X", "-P", "-o", "JobName,State",
                             "--starttime", "2000-01-01"], env=env, stdout=subprocess.PIPE,

@@ -51,15 +51,17 @@ def test_lint_is_clean(tmp_path):
 
 
 def test_dry_run_plans_every_run(tmp_path):
-    res = snakemake(workdir(tmp_path), "-n", "--quiet", "rules")
+    res = snakemake(workdir(tmp_path), "-n", "--quiet", "rules", "--cores", "1")
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     counts = dict(line.split()[:2] for line in out.splitlines()
                   if line.split()[:1] and line.split()[0] in (
-                      "train_run", "aggregate", "plot_success_vs_T", "total"))
+                      "train_chunk", "aggregate", "plot_success_vs_T", "total"))
     from rnnbench.study import load_study
-    expected = len(load_study(ROOT / "config" / "config.yaml").runs())
-    assert expected >= 2 and counts["train_run"] == str(expected)  # one job per run
+    study = load_study(ROOT / "config" / "config.yaml")
+    chunks, _ = study.jobs(cores=1)
+    assert sorted(r for members in chunks.values() for r in members) == sorted(study.folders().values())
+    assert len(chunks) == 2 and counts["train_chunk"] == "2"  # several runs per job
     assert counts["aggregate"] == "1" and counts["plot_success_vs_T"] == "1"
 
 
@@ -69,7 +71,7 @@ def test_study_file_replaces_default_config(tmp_path):
     res = snakemake(wd, "-n", "--quiet", "rules", "--configfile", "tiny.yaml")
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
-    assert any(line.split()[:2] == ["train_run", "2"] for line in out.splitlines()), out
+    assert any(line.split()[:2] == ["train_chunk", "2"] for line in out.splitlines()), out
 
 
 @pytest.mark.parametrize("change, words", [
@@ -86,7 +88,7 @@ def test_bad_config_fails_before_any_job(tmp_path, change, words):
     assert res.returncode != 0
     for w in words:
         assert w in out, out
-    assert "train_run" not in out and not (wd / "results").exists()
+    assert "train_chunk" not in out and not (wd / "results").exists()
 
 
 @pytest.mark.slow
@@ -110,7 +112,7 @@ def test_tiny_study_end_to_end(tmp_path):
     for name in ("success_vs_T", "learning_curves", "grad_norms", "gradflow_vs_lag"):
         for ext in ("png", "pdf"):
             assert (study / "figures" / f"{name}.{ext}").stat().st_size > 1000
-    for log in (study / "logs" / "train_run").iterdir():
+    for log in (study / "logs" / "train_chunk").iterdir():
         assert "run " in log.read_text()  # the CLI's one-line summary went to the job's log
     again = snakemake(wd, "--cores", "2", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -83,8 +83,12 @@ def read_chunk_spec(path) -> list:
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or set(entry) != {"config", "out_dir"}:
             raise ValueError(f"chunk spec {path}: run {i} must have exactly 'config' and 'out_dir'")
-        runs.append((RunConfig.from_dict(entry["config"], where=f"chunk spec {path}, run {i}"),
-                     str(entry["out_dir"])))
+        where = f"chunk spec {path}, run {i}"
+        try:
+            cfg = RunConfig.from_dict(entry["config"], where=where)
+        except ValueError as exc:  # value checks do not know `where`
+            raise ValueError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
+        runs.append((cfg, str(entry["out_dir"])))
     return runs
 
 

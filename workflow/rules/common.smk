@@ -22,8 +22,10 @@ validate(config, "../schemas/config.schema.yaml")
 STUDY = load_study(config)
 RUNS = {STUDY.folder(cfg): cfg for cfg in STUDY.runs()}  # folder under runs/ -> RunConfig
 # The interpreter running Snakemake has rnnbench installed: jobs use it even when the venv's
-# bin/ is not on PATH (e.g. `.venv/bin/snakemake` called directly).
-PYTHON = shlex.quote(sys.executable)
+# bin/ is not on PATH (e.g. `.venv/bin/snakemake` called directly). With `--sdm conda` a job
+# runs in its rule's conda environment (workflow/envs/rnnbench.yaml), whose own `python` it uses.
+_CONDA = "conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method}
+PYTHON = "python" if _CONDA else shlex.quote(sys.executable)
 RESULTS = config["results_dir"].rstrip("/")
 STUDY_DIR = f"{RESULTS}/{STUDY.name}"
 # A run is finished once its summary exists (written last, atomically). Only the unfinished runs
@@ -50,15 +52,43 @@ wildcard_constraints:
     group_id="[0-9a-f]{12}",
 
 
+def _chunk_markers() -> dict:
+    """run folder -> the markers of finished chunk jobs that trained it (a marker is a copy of
+    its chunk's spec, which lists the runs' folders)."""
+    trained = {}
+    for marker in sorted(Path(f"{STUDY_DIR}/chunks").glob("*.done")):
+        try:
+            runs = json.loads(marker.read_text())["runs"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a chunk marker of this layout: ignore it
+        for run in runs:
+            trained.setdefault(Path(run["out_dir"]).name, []).append(str(marker))
+    return trained
+
+
+TRAINED_BY = _chunk_markers()
+
+
 def run_files(name):
-    """Input function: `name`.parquet of every finished run, and the completion marker of every
-    chunk and ensemble group still to train (its job writes its runs' files, then the marker)."""
+    """Input function: what stands for every run's `name`.parquet. A run trained by a chunk job
+    is stood for by that job's marker (written after its runs' files), one still to train by its
+    chunk's marker, an ensemble member by its group's marker, and a finished run that no marker
+    lists by the file itself. The list stays the same once everything is trained, so a finished
+    study has nothing to redo."""
 
     def files(wildcards):
         base = f"{RESULTS}/{wildcards.study}"
-        done = [f"{base}/runs/{r}/{name}.parquet" for r in sorted(FINISHED - IN_GROUPS)]
-        return (done + [f"{base}/chunks/{c}.done" for c in CHUNKS]
-                + [f"{base}/ensembles/{g}.done" for g in GROUPS])
+        inputs = set()
+        for run in RUNS:
+            if run in IN_GROUPS:
+                continue
+            if run in TRAINED_BY and run in FINISHED:
+                inputs.update(TRAINED_BY[run])
+            elif run in FINISHED:
+                inputs.add(f"{base}/runs/{run}/{name}.parquet")
+        inputs.update(f"{base}/chunks/{c}.done" for c in CHUNKS)
+        inputs.update(f"{base}/ensembles/{g}.done" for g in GROUPS)
+        return sorted(inputs)
 
     return files
 

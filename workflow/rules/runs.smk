@@ -28,6 +28,8 @@ rule train_chunk:
     resources:
         mem_mb=2000,
         runtime=chunk_minutes,
+    conda:
+        "../envs/rnnbench.yaml"
     shell:
         "OMP_NUM_THREADS={threads} NUMBA_NUM_THREADS={threads} "
         "{params.python} -m rnnbench run-chunk {input.spec} > {log} 2>&1 "
@@ -65,6 +67,8 @@ rule train_ensemble:
     resources:
         gpu=1,
         mem_mb=8000,
+    conda:
+        "../envs/rnnbench.yaml"
     shell:
         "{params.python} -m rnnbench.ensemble --json-file {input.spec} --out-dirs {params.out_dirs} "
         "--threads {threads} > {log} 2>&1 && cp {input.spec} {output.done}"

@@ -1,0 +1,225 @@
+"""Several runs per job: the packing plan, `rnnbench run-chunk`, and a chunk killed half-way.
+
+A run's results must not depend on whether it trained alone or in a chunk, and a chunk killed
+half-way keeps the runs it finished: a rerun trains only the others.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+
+import rnnbench.train as train
+from rnnbench.chunks import CHUNK_DEFAULTS, check_settings, estimate_seconds, plan
+from rnnbench.cli import main as cli_main
+from rnnbench.config import RunConfig
+from rnnbench.study import load_study
+from rnnbench.train import CHECKPOINT, run_chunk
+from test_faults import (DEFAULT_PROFILE, TINY_FIXED, assert_same_summary, env, make_workdir,
+                         mtimes, result_table, run_folders, snakemake, snakemake_cmd, study_dict,
+                         tail, wait_for)
+
+BASE = RunConfig.from_dict({**TINY_FIXED, "eval_size": 16})
+
+
+def _runs():
+    return [BASE.replace(cell=cell, T=T, seed=seed, steps=steps)
+            for cell, T, steps in (("rnn", 10, 20), ("lstm", 30, 200), ("gru", 20, 60))
+            for seed in range(3)]
+
+
+# --- the plan -------------------------------------------------------------------------------
+def test_cost_estimate_grows_with_the_work():
+    assert estimate_seconds(BASE.replace(steps=40)) > estimate_seconds(BASE)
+    assert estimate_seconds(BASE.replace(T=40)) > estimate_seconds(BASE)
+    assert estimate_seconds(BASE.replace(hidden=64)) > estimate_seconds(BASE)
+    assert estimate_seconds(BASE.replace(cell="lstm")) > estimate_seconds(BASE.replace(cell="gru")) \
+        > estimate_seconds(BASE)
+    assert estimate_seconds(BASE.replace(layers=2)) > 2 * estimate_seconds(BASE)  # torch path
+
+
+@pytest.mark.parametrize("cores, per_core, expected", [(1, 2, 2), (2, 2, 4), (3, 1, 3), (8, 2, 9)])
+def test_plan_covers_every_run_once_in_the_wanted_number_of_chunks(cores, per_core, expected):
+    runs = _runs()
+    chunks = plan(runs, cores, {"per_core": per_core})
+    assert len(chunks) == expected  # per_core x cores, at most one chunk per run
+    members = [cfg.run_id() for chunk in chunks for cfg in chunk.runs]
+    assert sorted(members) == sorted(cfg.run_id() for cfg in runs)
+    for chunk in chunks:  # the most expensive run of a chunk goes first
+        costs = [estimate_seconds(cfg) for cfg in chunk.runs]
+        assert costs == sorted(costs, reverse=True)
+        assert chunk.seconds == pytest.approx(sum(costs))
+    # longest-processing-time-first: no chunk exceeds the mean by more than one run's cost
+    loads = [c.seconds for c in chunks]
+    biggest = max(estimate_seconds(cfg) for cfg in runs)
+    assert max(loads) <= sum(loads) / len(loads) + biggest
+    assert plan(runs, cores, {"per_core": per_core}) == chunks, "deterministic"
+
+
+def test_plan_splits_chunks_over_the_time_limit_and_can_be_disabled():
+    runs = _runs()
+    total = sum(estimate_seconds(cfg) for cfg in runs)
+    limit_minutes = total / 60 / 4.5
+    chunks = plan(runs, 1, {"per_core": 0, "max_minutes": limit_minutes})
+    assert len(chunks) == 5
+    single = plan(runs, 4, {"enabled": False})
+    assert [len(c.runs) for c in single] == [1] * len(runs)
+    assert plan([], 2) == []
+
+
+def test_chunk_names_are_stable_and_readable():
+    study = load_study({"study": "s", "seeds": 2, "fixed": {**TINY_FIXED},
+                        "methods": {"RNN": {"cell": "rnn"}, "GRU": {"cell": "gru"}}})
+    chunks, groups = study.jobs(cores=1)
+    assert groups == {} and len(chunks) == 2 and all(c.startswith("chunk-") for c in chunks)
+    assert study.jobs(cores=1) == (chunks, groups)
+    folders = sorted(study.folders().values())
+    alone, _ = study.jobs(cores=1, finished=folders[1:])  # one run left: a chunk named after it
+    assert list(alone) == [folders[0]] and alone[folders[0]] == [folders[0]]
+    assert study.jobs(cores=1, finished=folders) == ({}, {})
+
+
+@pytest.mark.parametrize("value, words", [
+    ({"per_cores": 2}, ["per_cores"]),
+    ({"per_core": -1}, ["per_core"]),
+    ({"per_core": 1.5}, ["per_core"]),
+    ({"max_minutes": 0}, ["max_minutes"]),
+    ({"enabled": "yes"}, ["enabled"]),
+    ("many", ["chunks", "mapping"]),
+])
+def test_bad_chunk_settings_are_named(value, words):
+    with pytest.raises(ValueError) as excinfo:
+        load_study({"study": "s", "fixed": dict(TINY_FIXED), "chunks": value})
+    for word in words:
+        assert word in str(excinfo.value)
+    assert check_settings({}, "x") == CHUNK_DEFAULTS
+
+
+# --- run-chunk ------------------------------------------------------------------------------
+def test_a_run_in_a_chunk_equals_the_run_alone(tmp_path):
+    configs = [BASE.replace(cell="lstm", steps=30, diagnostics_every=10),
+               BASE.replace(cell="rnn", activation="relu", seed=3),
+               BASE.replace(cell="gru", backend="torch", dtype="float64")]
+    alone = [train.run(cfg) for cfg in configs]
+    chunk = [(cfg, tmp_path / f"run{i}") for i, cfg in enumerate(configs)]
+    assert run_chunk(chunk) == []
+    for (cfg, out), ref in zip(chunk, alone):
+        summary = pd.read_parquet(out / "summary.parquet").iloc[0].to_dict()
+        assert_same_summary(summary, pd.DataFrame([ref.summary]).iloc[0].to_dict())
+        pd.testing.assert_frame_equal(result_table(out / "curve.parquet"), result_table(ref.curve))
+        pd.testing.assert_frame_equal(result_table(out / "gradflow.parquet"),
+                                      result_table(ref.gradflow))
+    before = {i: mtimes(out) for i, (_, out) in enumerate(chunk)}
+    assert run_chunk(chunk) == []  # every run done: nothing retrained
+    assert {i: mtimes(out) for i, (_, out) in enumerate(chunk)} == before
+
+
+def test_a_failing_run_does_not_stop_its_chunk(tmp_path, monkeypatch, capsys):
+    configs = [BASE.replace(seed=s) for s in range(3)]
+    real_run = train.run
+
+    def run(cfg, **kwargs):
+        if cfg.seed == 1:
+            raise RuntimeError("boom")
+        return real_run(cfg, **kwargs)
+
+    monkeypatch.setattr(train, "run", run)
+    chunk = [(cfg, tmp_path / f"s{cfg.seed}") for cfg in configs]
+    assert run_chunk(chunk) == [configs[1].run_id()]
+    assert (tmp_path / "s0" / "summary.parquet").exists()
+    assert (tmp_path / "s2" / "summary.parquet").exists()
+    assert not (tmp_path / "s1").exists()
+    assert "boom" in capsys.readouterr().err
+
+    spec = tmp_path / "chunk.json"
+    spec.write_text(json.dumps({"runs": [{"config": cfg.to_dict(), "out_dir": str(out)}
+                                         for cfg, out in chunk]}))
+    assert cli_main(["run-chunk", str(spec)]) == 1  # the job fails; the others' files stay
+    assert "1 of 3 runs failed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("not json", ["chunk spec"]),
+    ({"runs": []}, ["at least one run"]),
+    ({"runs": [{"config": {"cell": "lstn"}, "out_dir": "x"}]}, ["run 0", "cell", "lstn"]),
+    ({"runs": [{"config": {}, "out": "x"}]}, ["run 0", "out_dir"]),
+])
+def test_bad_chunk_spec_is_named_before_any_run(tmp_path, capsys, spec, words):
+    path = tmp_path / "spec.json"
+    path.write_text(spec if isinstance(spec, str) else json.dumps(spec))
+    assert cli_main(["run-chunk", str(path)]) == 2
+    err = capsys.readouterr().err
+    for word in words:
+        assert word in err, err
+
+
+# --- a chunk job killed half-way -------------------------------------------------------------
+TWO_SLOW = study_dict("chunked", {
+    # One chunk (per_core 1, one core), the costlier run first: killed while the second trains.
+    "first": {"cell": "gru", "steps": 8000, "eval_interval": 500, "early_stop": False},
+    "second": {"cell": "gru", "steps": 6000, "eval_interval": 500, "early_stop": False,
+               "checkpoint_every": 200},
+}, chunks={"per_core": 1})
+
+
+def _jobs(log: str) -> list[str]:
+    return re.findall(r"^(?:local)?rule (\w+):", log, flags=re.M)
+
+
+def _chunk_process(workdir) -> int | None:
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                args = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+            cwd = os.readlink(f"/proc/{entry.name}/cwd")
+        except OSError:
+            continue
+        if "run-chunk" in args and cwd == str(workdir):
+            return int(entry.name)
+    return None
+
+
+@pytest.mark.slow
+def test_killed_chunk_keeps_its_finished_runs_and_rerun_trains_only_the_rest(tmp_path):
+    ids = run_folders(TWO_SLOW)
+    workdir = make_workdir(tmp_path / "chunked", TWO_SLOW)
+    runs_dir = workdir / "results" / "chunked" / "runs"
+    cmd = snakemake_cmd("chunked", "--profile", str(DEFAULT_PROFILE), "--cores", "1")
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=workdir, env=env(), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: (runs_dir / ids["second"] / CHECKPOINT).exists(), 240,
+                     "the second run's first checkpoint", alive=lambda: proc.poll() is None)
+            os.kill(wait_for(lambda: _chunk_process(workdir), 30, "the chunk job"), signal.SIGKILL)
+            rc = proc.wait(timeout=240)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    first = log.read_text()
+    assert rc != 0, tail(first)
+    assert _jobs(first).count("train_chunk") == 1, "both runs were meant to share one job"
+    assert (runs_dir / ids["first"] / "summary.parquet").exists(), tail(first)
+    assert not (runs_dir / ids["second"] / "summary.parquet").exists()
+    kept = mtimes(runs_dir / ids["first"])
+
+    time.sleep(1.1)
+    again = snakemake(workdir, "chunked", "--profile", str(DEFAULT_PROFILE), "--cores", "1")
+    assert again.returncode == 0, tail(again.stdout)
+    assert _jobs(again.stdout).count("train_chunk") == 1, tail(again.stdout)
+    assert mtimes(runs_dir / ids["first"]) == kept, "the finished run was trained again"
+    spec = next((workdir / "results" / "chunked" / "chunks").glob(f"{ids['second']}.json"))
+    assert [r["out_dir"].rsplit("/", 1)[-1] for r in json.loads(spec.read_text())["runs"]] == \
+        [ids["second"]]
+    runs = pd.read_parquet(workdir / "results" / "chunked" / "runs.parquet")
+    assert sorted(runs["method"]) == ["first", "second"]
+    assert set(runs["steps_done"]) == {8000, 6000}
