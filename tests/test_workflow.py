@@ -144,3 +144,42 @@ def test_ensemble_jobs_give_the_rows_of_single_runs(tmp_path):
         row = group.loc[solo["run_id"]]
         for column in ("final_eval_loss", "best_eval_loss", "spectral_radius_end", "frac_clipped"):
             assert row[column] == pytest.approx(solo[column], rel=1e-7), column
+
+
+COMPARED = {**TINY, "seeds": 2, "compare": {"baseline": "tanh-RNN"}}
+
+
+def test_compare_key_plans_the_comparison(tmp_path):
+    res = snakemake(workdir(tmp_path, COMPARED), "-n", "--quiet", "rules")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    counts = dict(line.split()[:2] for line in out.splitlines() if line.split()[:1]
+                  and line.split()[0] in ("compare", "plot_comparison", "train_run"))
+    assert counts == {"compare": "1", "plot_comparison": "1", "train_run": "4"}, out
+    for caption in ("comparison_table", "leaderboard_table", "comparison"):
+        assert (ROOT / "workflow" / "report" / f"{caption}.rst").is_file()
+
+
+@pytest.mark.slow
+def test_compare_tiny_study_end_to_end(tmp_path):
+    """Two methods, two seeds, `compare: {baseline: tanh-RNN}`: the comparison tables and figure
+    (only those targets, to keep it short: the other outputs are tested above)."""
+    wd = workdir(tmp_path, COMPARED)
+    study = wd / "results" / "tiny"
+    targets = [f"results/tiny/{f}" for f in ("tables/comparison.csv", "tables/leaderboard.csv",
+                                             "figures/comparison.png")]
+    res = snakemake(wd, "--cores", "2", *targets)
+    assert res.returncode == 0, res.stdout + res.stderr
+    table = pd.read_csv(study / "tables" / "comparison.csv")
+    assert list(table.columns[:16]) == [
+        "method", "baseline", "task", "T", "n_runs", "success_rate", "baseline_success_rate",
+        "success_diff", "success_diff_lo", "success_diff_hi", "loss_ratio", "loss_ratio_lo",
+        "loss_ratio_hi", "p_value", "p_adjusted", "verdict"]
+    assert table[["method", "baseline", "n_runs", "baseline_n_runs"]].values.tolist() == [
+        ["LSTM", "tanh-RNN", 2, 2]]
+    assert table["verdict"].isin(["better", "worse", "no evidence"]).all()
+    board = pd.read_csv(study / "tables" / "leaderboard.csv")
+    assert sorted(board["method"]) == ["LSTM", "tanh-RNN"] and (board["cells"] == 1).all()
+    assert (study / "tables" / "comparison.md").read_text().startswith("| method | baseline |")
+    for ext in ("png", "pdf"):
+        assert (study / "figures" / f"comparison.{ext}").stat().st_size > 1000

@@ -9,6 +9,8 @@ atomically. Empty inputs give a figure with a note instead of an error.
 - grad_norms       gradient norm before clipping vs step, the clipping threshold dotted
 - gradflow_vs_lag  ||dL/dh_{T-k}|| / ||dL/dh_T|| vs lag k at the start and end of training,
                    with the bound (beta_W beta_f)^k dashed
+- comparison       forest plot of methods vs a baseline (rnnbench.compare.comparison_table):
+                   success-rate difference and median-loss ratio with their 95% intervals
 """
 from __future__ import annotations
 
@@ -24,8 +26,10 @@ from matplotlib.figure import Figure
 
 from . import records
 from .aggregate import key_columns, success_table
+from .compare import COLUMNS, EXTRA_COLUMNS
 
 MAX_POINTS = 400  # per line: long curves are thinned to about this many steps
+COMPARISON_COLUMNS = COLUMNS + EXTRA_COLUMNS  # the rest of a comparison table are cell keys
 
 
 # --- shared helpers --------------------------------------------------------------------------
@@ -252,3 +256,96 @@ def gradflow_vs_lag(gradflow: pd.DataFrame, runs: pd.DataFrame, path_stem) -> li
             ax.set_title(f"{_panel_title(runs, key)}, {phase} of training")
             ax.legend(fontsize="small", title=r"dashed: $(\beta_W \beta_f)^k$", title_fontsize="small")
     return save(fig, path_stem)
+
+
+# Verdict -> (colour, marker): blue/orange/grey of the colour-blind palette, told apart by
+# marker shape too.
+_CB = sns.color_palette("colorblind")
+VERDICT_STYLE = {"better": (_CB[0], "^"), "worse": (_CB[1], "v"), "no evidence": (_CB[7], "o")}
+
+
+def comparison(comparison: pd.DataFrame, path_stem) -> list[Path]:
+    """Forest plot of a comparison table (rnnbench.compare.comparison_table): one row of panels
+    per task, one line per (method, T, other cell keys). Left: success-rate difference with its
+    Newcombe 95% interval, zero dotted. Right: median final-loss ratio with its bootstrap 95%
+    interval on a log axis, 1 dotted; a ratio of 0 or inf (diverged runs) is drawn at the
+    panel's edge as an open marker. Colour and marker give the verdict."""
+    title = "Method vs baseline"
+    if comparison.empty:
+        return _empty(path_stem, title, "no comparison rows")
+    table = comparison.reset_index(drop=True)
+    baseline = ", ".join(map(str, pd.unique(table["baseline"])))
+    extra = [c for c in table.columns if c not in COMPARISON_COLUMNS]  # cell keys beyond T
+    tasks = list(pd.unique(table["task"]))
+    most = max((table["task"] == t).sum() for t in tasks)
+    fig, axes = _figure(2 * len(tasks), ncols=2, size=(5.0, 0.38 * most + 1.4))
+    xlim = _ratio_limits(table)
+    for i, task in enumerate(tasks):
+        sub = table[table["task"] == task]
+        labels = [", ".join([str(r["method"]), f"T={r['T']}",
+                             *(f"{c}={r[c]}" for c in extra)]) for _, r in sub.iterrows()]
+        y = np.arange(len(sub))[::-1]  # first row on top
+        left, right = axes[2 * i], axes[2 * i + 1]
+        _forest(left, y, sub["success_diff"], sub["success_diff_lo"], sub["success_diff_hi"],
+                sub["verdict"], None)
+        left.axvline(0, color="0.3", ls=":", lw=1)
+        left.set_xlim(-1.05, 1.05)
+        left.set_xlabel("success rate − baseline's (Newcombe 95%)")
+        _forest(right, y, sub["loss_ratio"], sub["loss_ratio_lo"], sub["loss_ratio_hi"],
+                sub["verdict"], xlim)
+        right.axvline(1, color="0.3", ls=":", lw=1)
+        right.set_xscale("log")
+        right.set_xlim(*xlim)
+        right.set_xlabel("median final loss / baseline's (bootstrap 95%)")
+        for ax in (left, right):
+            ax.set_ylim(-0.7, len(sub) - 0.3)
+            ax.set_yticks(y, labels if ax is left else [""] * len(sub))
+            ax.grid(axis="x", color="0.9")
+        name = f"{task}: " if len(tasks) > 1 else ""
+        left.set_title(f"{name}success rate", fontsize="medium")
+        right.set_title(f"{name}final loss (lower is better)", fontsize="medium")
+    handles = [axes[0].scatter([], [], color=c, marker=m, label=v)
+               for v, (c, m) in VERDICT_STYLE.items()]
+    fig.legend(handles=handles, title="verdict (Holm-adjusted)", loc="outside lower center",
+               ncols=len(handles), fontsize="small", title_fontsize="small")
+    fig.suptitle(f"{title}: {', '.join(map(str, pd.unique(table['method'])))} "
+                 f"vs {baseline}")
+    return save(fig, path_stem)
+
+
+def _ratio_limits(table) -> tuple[float, float]:
+    """A log-axis range around 1 holding every finite, positive ratio and interval end."""
+    values = pd.concat([_positive(table[c]) for c in ("loss_ratio", "loss_ratio_lo",
+                                                      "loss_ratio_hi")]).dropna()
+    values = [1.0, *values]
+    return min(values) / 2.5, max(values) * 2.5
+
+
+def _forest(ax, y, point, lo, hi, verdicts, limits):
+    """Points with horizontal interval bars; with `limits` (a log axis) 0 and inf are drawn at
+    the axis edges, open, and NaN rows are left out."""
+    point, lo, hi = (pd.to_numeric(v, errors="coerce").to_numpy(dtype=float)
+                     for v in (point, lo, hi))
+    off_axis = lo_open = hi_open = np.zeros(len(point), bool)
+    if limits is not None:
+        edges = (limits[0] * 1.4, limits[1] / 1.4)  # just inside the axis: markers stay whole
+
+        def clip(v):
+            return np.where(v <= 0, edges[0], np.where(np.isposinf(v), edges[1], v))
+        off_axis = (point <= 0) | np.isposinf(point)
+        lo_open, hi_open = lo <= 0, np.isposinf(hi)  # the bar runs off the axis: arrow ends
+        point, lo, hi = clip(point), clip(lo), clip(hi)
+    for yi, p, l, h, verdict, off, l_open, h_open in zip(y, point, lo, hi, verdicts, off_axis,
+                                                         lo_open, hi_open):
+        colour, marker = VERDICT_STYLE.get(verdict, VERDICT_STYLE["no evidence"])
+        if np.isfinite(l) and np.isfinite(h):
+            ax.plot([l, h], [yi, yi], color=colour, lw=2, solid_capstyle="butt")
+            for end, is_open, arrow in ((l, l_open, "<"), (h, h_open, ">")):
+                if is_open:
+                    ax.plot([end], [yi], marker=arrow, ms=6, color=colour, ls="none")
+        if np.isfinite(p):
+            ax.plot([p], [yi], marker=marker, ms=8, color=colour,
+                    markerfacecolor="white" if off else colour, ls="none")
+        if off:  # name the value the open marker stands for
+            ax.annotate("∞" if p > 1 else "0", (p, yi), xytext=(0, 7), textcoords="offset points",
+                        ha="center", fontsize="small", color=colour)

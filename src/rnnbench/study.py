@@ -12,6 +12,7 @@ study, the method and the field.
     axes: {T: [10, 50]}               # field -> values, crossed with each other
     exclude: [{method: LSTM, T: 10}]  # drop runs matching every key of one entry
     chunks: {per_core: 2}             # several runs per job (rnnbench.chunks)
+    compare: {baseline: tanh-RNN}     # optional: compare every other method with this one
 """
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ from .chunks import CHUNK_DEFAULTS, check_settings, plan
 from .config import EXPONENT_NUMBER, YAML_NUMBER_HINT, RunConfig, _coerce, field_names
 
 TOP_LEVEL_KEYS = ("study", "description", "seeds", "fixed", "methods", "axes", "exclude",
-                  "results_dir", "ensemble", "chunks")
+                  "results_dir", "ensemble", "chunks", "compare")
 ENSEMBLE_DEFAULTS = {"enabled": False, "members_per_job": 256}
+COMPARE_KEYS = ("baseline",)
 RESERVED = ("seed", "method")  # set by `seeds` and `methods`, never by fixed/overrides/axes
 
 
@@ -47,6 +49,7 @@ class Study:
     results_dir: str = "results"
     ensemble: dict = field(default_factory=lambda: dict(ENSEMBLE_DEFAULTS))
     chunks: dict = field(default_factory=lambda: dict(CHUNK_DEFAULTS))
+    compare: dict = field(default_factory=dict)  # {"baseline": method} or {} (no comparison)
 
     def jobs(self, cores: int = 1, finished=()) -> tuple[dict[str, list[str]],
                                                          dict[str, list[str]]]:
@@ -189,6 +192,8 @@ def load_study(source) -> Study:
         chunks=check_settings(data.get("chunks") or {}, where),
     )
     study.runs()  # validate every run now
+    if "compare" in data:
+        study.compare = _compare(data["compare"], study, where)
     return study
 
 
@@ -231,6 +236,25 @@ def _ensemble(values, where) -> dict:
     if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
         raise ValueError(f"{where}: 'ensemble.members_per_job' must be an integer >= 1, got {cap!r}")
     return merged
+
+
+def _compare(values, study: Study, where) -> dict:
+    """`compare: {baseline: <method>}`: the baseline is one of the methods, another method is
+    there, and the baseline has runs in every cell (task, T, other axes) the others have."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: 'compare' must be a mapping {{baseline: <method name>}}, "
+                         f"got {values!r}")
+    unknown = sorted(set(values) - set(COMPARE_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown} in 'compare'; "
+                         f"allowed: {list(COMPARE_KEYS)}")
+    baseline = values.get("baseline")
+    if not isinstance(baseline, str) or baseline not in study.methods:
+        raise ValueError(f"{where}: 'compare.baseline' must be one of the methods "
+                         f"{list(study.methods)}, got {baseline!r}")
+    from .compare import check_baseline_cells  # scipy: only for studies that compare
+    check_baseline_cells(study.table(), baseline, f"{where}: compare")
+    return {"baseline": baseline}
 
 
 def run_folder(label: str, run_id: str) -> str:

@@ -1,5 +1,6 @@
 # All run folders of the study -> runs/curves/gradflow tables and the summary tables.
 from rnnbench.aggregate import aggregate_study
+from rnnbench.compare import write_comparison
 
 
 rule aggregate:
@@ -29,3 +30,30 @@ rule aggregate:
     run:
         with logged(log[0]):
             aggregate_study(f"{RESULTS}/{wildcards.study}", STUDY)
+
+
+# Study key `compare`: every other method against the baseline, and a leaderboard of all.
+rule compare:
+    input:
+        runs=f"{RESULTS}/{{study}}/runs.parquet",
+    output:
+        comparison=report(
+            f"{RESULTS}/{{study}}/tables/comparison.csv",
+            caption="../report/comparison_table.rst",
+            category="Tables",
+        ),
+        comparison_md=f"{RESULTS}/{{study}}/tables/comparison.md",
+        leaderboard=report(
+            f"{RESULTS}/{{study}}/tables/leaderboard.csv",
+            caption="../report/leaderboard_table.rst",
+            category="Tables",
+        ),
+        leaderboard_md=f"{RESULTS}/{{study}}/tables/leaderboard.md",
+    params:
+        baseline=STUDY.compare.get("baseline"),
+    log:
+        f"{RESULTS}/{{study}}/logs/compare.log",
+    localrule: True
+    run:
+        with logged(log[0]):
+            write_comparison(f"{RESULTS}/{wildcards.study}", params.baseline)

@@ -122,6 +122,10 @@ def group_out_dirs(wildcards):
 def final_outputs():
     tables = [f"{STUDY_DIR}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md")]
     figures = [f"{STUDY_DIR}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    if STUDY.compare:  # study key `compare`: every other method vs the baseline
+        tables += [f"{STUDY_DIR}/tables/{t}.{ext}" for t in ("comparison", "leaderboard")
+                   for ext in ("csv", "md")]
+        figures += [f"{STUDY_DIR}/figures/comparison.{ext}" for ext in ("png", "pdf")]
     return tables + figures
 
 

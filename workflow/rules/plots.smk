@@ -1,6 +1,7 @@
 # Figures of the study, PNG (in the report) and PDF, drawn by rnnbench.plots.<function>(*inputs,
 # stem): the inputs are declared in the order of the function's arguments.
 from rnnbench import plots
+from rnnbench.compare import comparison_table
 
 
 rule plot_success_vs_T:
@@ -72,3 +73,29 @@ rule plot_gradflow_vs_lag:
     localrule: True
     run:
         plot_job(plots.gradflow_vs_lag, input, output, log)
+
+
+# Study key `compare`: the comparison table is recomputed from runs.parquet (seeded, so equal to
+# tables/comparison.csv) rather than read back from CSV, which would lose its types.
+rule plot_comparison:
+    input:
+        runs=f"{RESULTS}/{{study}}/runs.parquet",
+    output:
+        png=report(
+            f"{RESULTS}/{{study}}/figures/comparison.png",
+            caption="../report/comparison.rst",
+            category="Figures",
+        ),
+        pdf=f"{RESULTS}/{{study}}/figures/comparison.pdf",
+    params:
+        baseline=STUDY.compare.get("baseline"),
+    log:
+        f"{RESULTS}/{{study}}/logs/plot_comparison.log",
+    localrule: True
+    run:
+        plot_job(
+            lambda runs, stem: plots.comparison(comparison_table(runs, params.baseline), stem),
+            input,
+            output,
+            log,
+        )
