@@ -11,6 +11,13 @@ study, the method and the field.
     methods: {LSTM: {cell: lstm}}     # name -> run-field overrides (default: one method "default")
     axes: {T: [10, 50]}               # field -> values, crossed with each other
     exclude: [{method: LSTM, T: 10}]  # drop runs matching every key of one entry
+    plugins: [my_cells.py]            # plug-in files/folders (rnnbench.plugins), relative to
+                                      # the study file (to the working directory for a dict)
+
+Loading a study loads every plug-in source first (rnnbench.plugins.load_plugins), so its runs
+may use cells, activations, inits and tasks that plug-ins register. A run with `match_params`
+gets the hidden size that matches that parameter count (models.resolve_hidden) when the runs
+are expanded, so its id, folder and recorded `hidden` are the resolved ones.
 """
 from __future__ import annotations
 
@@ -28,7 +35,7 @@ import yaml
 from .config import EXPONENT_NUMBER, YAML_NUMBER_HINT, RunConfig, _coerce, field_names
 
 TOP_LEVEL_KEYS = ("study", "description", "seeds", "fixed", "methods", "axes", "exclude",
-                  "results_dir", "ensemble")
+                  "results_dir", "ensemble", "plugins")
 ENSEMBLE_DEFAULTS = {"enabled": False, "members_per_job": 256}
 RESERVED = ("seed", "method")  # set by `seeds` and `methods`, never by fixed/overrides/axes
 
@@ -44,6 +51,7 @@ class Study:
     exclude: list = field(default_factory=list)
     results_dir: str = "results"
     ensemble: dict = field(default_factory=lambda: dict(ENSEMBLE_DEFAULTS))
+    plugins: list = field(default_factory=list)  # absolute paths of the study's plug-ins
 
     def jobs(self) -> tuple[list[str], dict[str, list[str]]]:
         """How the runs are trained: (folders of runs trained one per job, group id -> member
@@ -78,6 +86,7 @@ class Study:
                         continue
                     label = _label(method, axis_values, seed)
                     cfg = _build(values, f"study '{self.name}', method '{method}' ({label})")
+                    cfg = _resolve_hidden(cfg, f"study '{self.name}', method '{method}'")
                     run_id = cfg.run_id()
                     if run_id in labels:
                         raise ValueError(
@@ -148,9 +157,9 @@ def load_study(source) -> Study:
     if isinstance(source, (str, Path)):
         with open(source) as f:
             data = yaml.safe_load(f)
-        where = f"study file {source}"
+        where, base_dir = f"study file {source}", Path(source).resolve().parent
     else:
-        data, where = source, "study config"
+        data, where, base_dir = source, "study config", None
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
     unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
@@ -162,6 +171,8 @@ def load_study(source) -> Study:
         raise ValueError(f"{where}: 'study' must be a non-empty name usable as a folder, "
                          f"got {name!r}")
     where = f"study '{name}'"
+    from .plugins import load_plugins
+    plugins = load_plugins(_plugin_paths(data.get("plugins"), where), base_dir)
     study = Study(
         name=name,
         description=str(data.get("description") or ""),
@@ -172,12 +183,49 @@ def load_study(source) -> Study:
         exclude=_exclude(data.get("exclude") or [], where),
         results_dir=str(data.get("results_dir", "results")),
         ensemble=_ensemble(data.get("ensemble") or {}, where),
+        plugins=plugins,
     )
-    study.runs()  # validate every run now
+    _check_plugin_cells(study.runs(), where)  # validate every run now
     return study
 
 
 # --- helpers -------------------------------------------------------------------------------
+def _plugin_paths(paths, where) -> list:
+    if paths is None:
+        return []
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
+        raise ValueError(f"{where}: 'plugins' must be a list of plug-in file or folder paths, "
+                         f"got {paths!r}")
+    return paths
+
+
+def _resolve_hidden(cfg: RunConfig, where: str) -> RunConfig:
+    if not cfg.match_params:
+        return cfg
+    from .models import resolve_hidden
+    try:
+        return resolve_hidden(cfg)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _check_plugin_cells(runs: list[RunConfig], where: str) -> None:
+    """Build each plug-in cell the runs use once, tiny, with one forward and backward
+    (models.check_plugin_cell): a broken cell stops the study here, naming its file."""
+    from .models import check_plugin_cell, is_plugin
+    seen = set()
+    for cfg in runs:
+        key = (cfg.cell, cfg.hidden, cfg.dtype, cfg.task, cfg.T, json.dumps(cfg.task_options))
+        if not is_plugin(cfg.cell) or key in seen:
+            continue
+        seen.add(key)
+        from .tasks import make
+        try:
+            check_plugin_cell(cfg, make(cfg.task, cfg.T, **cfg.task_options).input_dim)
+        except ValueError as exc:
+            raise ValueError(f"{where}, method '{cfg.method}': {exc}") from None
+
+
 def _build(values: dict, where: str) -> RunConfig:
     try:
         return RunConfig.from_dict(values, where=where)

@@ -1,6 +1,7 @@
 # Configuration, the study's runs and path helpers shared by the rules.
 import contextlib
 import json
+import os
 import re
 import shlex
 import sys
@@ -11,6 +12,7 @@ import pandas as pd
 
 from snakemake.utils import validate
 
+from rnnbench import plugins
 from rnnbench.study import check_numbers_read_as_text, load_study
 
 
@@ -18,7 +20,9 @@ from rnnbench.study import check_numbers_read_as_text, load_study
 # validates every RunConfig, so a bad field stops the workflow before any job starts.
 check_numbers_read_as_text(config)  # `lr: 1e-3` is text in YAML: say so before the schema does
 validate(config, "../schemas/config.schema.yaml")
-STUDY = load_study(config)
+STUDY = load_study(config)  # loads the plug-ins first (methods/, `plugins:`, env, entry points)
+if STUDY.plugins:  # every job's process loads them too: jobs inherit this environment
+    os.environ[plugins.ENV_VAR] = plugins.env_value(STUDY.plugins)
 RUNS = {STUDY.folder(cfg): cfg for cfg in STUDY.runs()}  # folder under runs/ -> RunConfig
 # Runs trained one per job, and ensemble groups (group id -> member run ids); see Study.jobs.
 SOLO, GROUPS = STUDY.jobs()
