@@ -78,6 +78,8 @@ def _cmd_validate(args) -> int:
     runs = study.runs()
     print(f"study {study.name!r}: {len(runs)} runs "
           f"({len(study.methods)} methods x {len(runs) // max(len(study.methods), 1)} each) - valid")
+    if study.plugins:
+        print("plug-ins:", ", ".join(study.plugins))
     return 0
 
 

@@ -31,7 +31,8 @@ class RunConfig:
     cell: str = "rnn"               # models.cells(): rnn, lstm, gru, user methods
     activation: str = "tanh"        # rnn only: models.activations()
     hidden: int = 50
-    match_params: int = 0           # > 0: hidden is set so the model has ~this many parameters
+    match_params: int = 0           # > 0: sets hidden (overriding it) to the size whose model
+                                    # has the closest parameter count (models.resolve_hidden)
     layers: int = 1
     bidirectional: bool = False
     forget_bias: float = 0.0        # lstm: added to the forget-gate bias after init

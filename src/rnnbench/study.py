@@ -172,7 +172,10 @@ def load_study(source) -> Study:
                          f"got {name!r}")
     where = f"study '{name}'"
     from .plugins import load_plugins
-    plugins = load_plugins(_plugin_paths(data.get("plugins"), where), base_dir)
+    try:  # before the runs are built: plug-ins register the names they use
+        plugins = load_plugins(_plugin_paths(data.get("plugins")), base_dir)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
     study = Study(
         name=name,
         description=str(data.get("description") or ""),
@@ -190,11 +193,11 @@ def load_study(source) -> Study:
 
 
 # --- helpers -------------------------------------------------------------------------------
-def _plugin_paths(paths, where) -> list:
+def _plugin_paths(paths) -> list:
     if paths is None:
         return []
     if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
-        raise ValueError(f"{where}: 'plugins' must be a list of plug-in file or folder paths, "
+        raise ValueError(f"'plugins' must be a list of plug-in file or folder paths, "
                          f"got {paths!r}")
     return paths
 
