@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -150,12 +151,12 @@ COMPARED = {**TINY, "seeds": 2, "compare": {"baseline": "tanh-RNN"}}
 
 
 def test_compare_key_plans_the_comparison(tmp_path):
-    res = snakemake(workdir(tmp_path, COMPARED), "-n", "--quiet", "rules")
+    res = snakemake(workdir(tmp_path, COMPARED), "-n", "--quiet", "rules", "--cores", "2")
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     counts = dict(line.split()[:2] for line in out.splitlines() if line.split()[:1]
-                  and line.split()[0] in ("compare", "plot_comparison", "train_run"))
-    assert counts == {"compare": "1", "plot_comparison": "1", "train_run": "4"}, out
+                  and line.split()[0] in ("compare", "plot_comparison", "train_chunk"))
+    assert counts == {"compare": "1", "plot_comparison": "1", "train_chunk": "4"}, out
     for caption in ("comparison_table", "leaderboard_table", "comparison"):
         assert (ROOT / "workflow" / "report" / f"{caption}.rst").is_file()
 
@@ -183,3 +184,48 @@ def test_compare_tiny_study_end_to_end(tmp_path):
     assert (study / "tables" / "comparison.md").read_text().startswith("| method | baseline |")
     for ext in ("png", "pdf"):
         assert (study / "figures" / f"comparison.{ext}").stat().st_size > 1000
+PLUGIN_CELL = (ROOT / "methods" / "template_cell.py").read_text().replace(
+    '"template_elman"', '"outside_elman"')
+
+
+@pytest.mark.slow
+def test_plugin_cell_from_outside_the_package_runs_through_snakemake(tmp_path):
+    """A study's `plugins:` names a file outside the package: the Snakemake process and every
+    job load it (a job that did not would stop at the unknown cell)."""
+    (tmp_path / "ext").mkdir()
+    (tmp_path / "ext" / "my_cells.py").write_text(PLUGIN_CELL)
+    (tmp_path / "wd").mkdir()
+    study = {**TINY, "plugins": ["../../ext/my_cells.py"],  # relative to config/config.yaml
+             "methods": {"Elman": {"cell": "outside_elman", "init": "orthogonal"},
+                         "LSTM": {"cell": "lstm", "match_params": 300}}}
+    wd = workdir(tmp_path / "wd", study)
+    # the runs and the tables (the figures' jobs cost a minute; the figure is drawn below)
+    res = snakemake(wd, "--cores", "2", "results/tiny/tables/success.md")
+    assert res.returncode == 0, res.stdout + res.stderr
+    runs = pd.read_parquet(wd / "results/tiny/runs.parquet").set_index("method")
+    elman = runs.loc["Elman"]
+    assert elman["cell"] == "outside_elman" and elman["backend_used"] == "torch"
+    assert elman["spectral_radius_start"] == pytest.approx(1.0, abs=1e-5)  # orthogonal weight_hh
+    assert elman["n_params"] == 8 * 8 + 8 * 2 + 8 + 8 + 1
+    lstm_hidden = runs.loc["LSTM", "hidden"]  # match_params: 4(8H + H^2 + 2H)... closest to 300
+    counts = {h: 4 * (2 * h + h * h + 2 * h) + h + 1 for h in range(1, 20)}
+    assert lstm_hidden == min(counts, key=lambda h: (abs(counts[h] - 300), h))
+    assert runs.loc["LSTM", "n_params"] == counts[lstm_hidden]
+    flow = pd.read_parquet(wd / "results/tiny/gradflow.parquet")
+    flow = flow[flow["run_id"] == elman["run_id"]]
+    assert len(flow) == 2 * TINY["fixed"]["T"] and np.isfinite(flow["grad_norm"]).all()
+    assert "Elman" in (wd / "results/tiny/tables/success.md").read_text()
+    from rnnbench import plots
+    figure = plots.gradflow_vs_lag(pd.read_parquet(wd / "results/tiny/gradflow.parquet"),
+                                   runs.reset_index(), tmp_path / "gradflow_vs_lag")
+    assert all(Path(f).stat().st_size > 1000 for f in figure)
+
+
+def test_broken_plugin_stops_the_workflow_before_any_job(tmp_path):
+    wd = workdir(tmp_path, {**TINY, "plugins": ["broken.py"]})  # beside config/config.yaml
+    (wd / "config" / "broken.py").write_text("import torch\nraise ImportError('no such helper')\n")
+    res = snakemake(wd, "--cores", "1")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert str((wd / "config" / "broken.py").resolve()) in out and "no such helper" in out, out
+    assert "train_chunk" not in out and not (wd / "results").exists()

@@ -45,6 +45,9 @@ def resolve_backend(cfg: RunConfig) -> str:
     if cfg.backend == "numba":
         if device != "cpu":
             raise ValueError("field 'backend': 'numba' runs on the CPU; set device: cpu or auto")
+        if models.is_plugin(cfg.cell):
+            raise ValueError(f"field 'backend': 'numba' has kernels for rnn/lstm/gru only; "
+                             f"cell {cfg.cell!r} is a plug-in: use backend torch or auto")
         if not numba_supports(cfg):
             raise ValueError("field 'backend': 'numba' supports single-layer, unidirectional "
                              f"rnn ({'/'.join(REFERENCE_ACTIVATIONS)}), lstm and gru; "
@@ -165,6 +168,10 @@ class TorchBackend:
         return output.grad[:, -1, : self.model.rnn.hidden_size].double().cpu().numpy()
 
     def gradflow(self, batch, phase, step):
+        if models.is_plugin(self.cfg.cell):  # a black box to the kernels: autograd measures
+            from .diagnostics import autograd_gradient_flow
+            return autograd_gradient_flow(self.model, batch.x, batch.y, self.task.loss_kind,
+                                          phase, step)
         if not reference_covers(self.cfg):
             return None  # the instrument measures single-layer reference cells (forward part)
         from .diagnostics import gradient_flow

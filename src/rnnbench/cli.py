@@ -4,7 +4,10 @@
     rnnbench run --json '{"task": "copy", "T": 100}' --out DIR
     rnnbench run-chunk SPEC.json                   # several runs in one process (the pipeline)
     rnnbench validate config/config.yaml          # expand and check a study, run nothing
-    rnnbench list                                  # tasks, cells, activations, inits
+    rnnbench list                                  # tasks, cells, activations, inits, plug-ins
+
+Every command first loads the plug-ins (rnnbench.plugins): methods/*.py of the working
+directory, $RNNBENCH_PLUGINS, installed `rnnbench.plugins` entry points, and `--plugin PATH`.
 """
 from __future__ import annotations
 
@@ -103,21 +106,36 @@ def _set_threads(n: int):
     blas_threads(n)  # process-wide: the kernels' tiny GEMMs crawl with spare BLAS threads
 
 
+def _load_plugins(args) -> None:
+    from .plugins import load_plugins
+    load_plugins(getattr(args, "plugin", None) or [])
+
+
 def _cmd_validate(args) -> int:
     from .study import load_study
     study = load_study(args.study)
     runs = study.runs()
     print(f"study {study.name!r}: {len(runs)} runs "
           f"({len(study.methods)} methods x {len(runs) // max(len(study.methods), 1)} each) - valid")
+    if study.plugins:
+        print("plug-ins:", ", ".join(study.plugins))
     return 0
 
 
 def _cmd_list(args) -> int:
-    from . import init, models, tasks
+    from . import init, models, plugins, tasks
     print("tasks:      ", ", ".join(tasks.names()))
     print("cells:      ", ", ".join(models.cells()))
     print("activations:", ", ".join(models.activations()))
     print("inits:      ", ", ".join(init.schemes()))
+    sources = plugins.registered_by_plugins()
+    if not sources:
+        print(f"plug-ins:    none (add a file to {plugins.METHODS_DIR}/, a study's plugins:, "
+              f"${plugins.ENV_VAR} or an '{plugins.ENTRY_POINT_GROUP}' entry point)")
+    else:
+        print("plug-ins:")
+    for source, names in sources.items():
+        print(f"  {source}: " + ", ".join(f"{kind} {name}" for kind, name in names))
     return 0
 
 
@@ -125,7 +143,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="rnnbench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="train and evaluate one run")
+    plugin = argparse.ArgumentParser(add_help=False)
+    plugin.add_argument("--plugin", action="append", metavar="PATH",
+                        help="also load this plug-in file or folder (repeatable)")
+    p = sub.add_parser("run", help="train and evaluate one run", parents=[plugin])
     p.add_argument("overrides", nargs="*", help="run fields as key=value")
     p.add_argument("--config", help="YAML file of run fields")
     p.add_argument("--json", help="run fields as a JSON object")
@@ -139,10 +160,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("validate", help="expand and validate a study file")
     p.add_argument("study")
     p.set_defaults(func=_cmd_validate)
-    p = sub.add_parser("list", help="list tasks, cells, activations and inits")
+    p = sub.add_parser("list", help="list tasks, cells, activations, inits and plug-ins",
+                       parents=[plugin])
     p.set_defaults(func=_cmd_list)
     args = parser.parse_args(argv)
     try:
+        _load_plugins(args)  # before any config is read: plug-ins register its names
         return args.func(args)
     except ValueError as exc:
         print(f"rnnbench: error: {exc}", file=sys.stderr)

@@ -31,6 +31,8 @@ class RunConfig:
     cell: str = "rnn"               # models.cells(): rnn, lstm, gru, user methods
     activation: str = "tanh"        # rnn only: models.activations()
     hidden: int = 50
+    match_params: int = 0           # > 0: sets hidden (overriding it) to the size whose model
+                                    # has the closest parameter count (models.resolve_hidden)
     layers: int = 1
     bidirectional: bool = False
     forget_bias: float = 0.0        # lstm: added to the forget-gate bias after init
@@ -84,8 +86,12 @@ class RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **changes})
 
     def run_id(self) -> str:
-        """A short stable hash of every field: the same config always has the same id."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """A short stable hash of every field: the same config always has the same id.
+        match_params is left out while 0 (off), so runs that do not use it kept their ids."""
+        values = self.to_dict()
+        if not values["match_params"]:
+            del values["match_params"]
+        blob = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
     def record(self) -> dict:
@@ -160,7 +166,7 @@ def validate(cfg: RunConfig) -> None:
     for name in positive:
         if getattr(cfg, name) <= 0:
             raise ValueError(f"field '{name}' must be > 0, got {getattr(cfg, name)}")
-    for name in ("diagnostics_every", "checkpoint_every", "seed"):
+    for name in ("match_params", "diagnostics_every", "checkpoint_every", "seed"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"field '{name}' must be >= 0, got {getattr(cfg, name)}")
     if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
@@ -182,7 +188,6 @@ def validate(cfg: RunConfig) -> None:
 
     from . import init, models, tasks  # registries; lazy to keep `import rnnbench.config` light
     _choice("task", cfg.task, tasks.names())
-    _choice("cell", cfg.cell, models.cells())
     _choice("init", cfg.init, init.schemes())
-    models.check_options(cfg)      # activation known, options the cell accepts
+    models.check_options(cfg)      # cell and activation known, options the cell accepts
     tasks.check(cfg.task, cfg.T, cfg.task_options)  # impossible lengths, unknown task options

@@ -26,13 +26,25 @@ matrix: LSTM i,f,g,o; GRU r,z,n), since each gate is its own linear map. `cfg.in
 
 The head is xavier-uniform with bias 0 for glorot/orthogonal/identity. After the
 scheme, LSTM stacks get `cfg.forget_bias` added to the forget-gate rows (H:2H) of every bias_ih.
+
+A plug-in scheme (`register_init`) draws each gate block of every weight_hh with its own
+function; every other parameter and the head follow the built-in scheme `base`.
+
+A plug-in cell's stack (models.PluginStack) keeps the cell's own initialisation except for its
+parameters whose own name starts with `weight_hh`: "default" keeps those too; "spectral"
+rescales the cell's own blocks to spectral radius init_scale; every other scheme redraws them
+as above (orthogonal, identity and smart need square blocks). The head follows the scheme.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
+
+from . import plugins
 
 SCHEMES = ("default", "glorot", "orthogonal", "identity", "normal", "spectral", "smart")
 DEFAULT_SCALE = {"default": None, "glorot": 1.0, "orthogonal": 1.0, "identity": 1.0,
@@ -42,8 +54,57 @@ SMART_NONZERO = 15       # incoming recurrent weights per unit, Pascanu et al. 2
 SMART_INPUT_STD = 0.01   # W_in, W_out ~ N(0, 0.01) in the "smart tanh" regime
 
 
+@dataclass(frozen=True)
+class UserScheme:
+    name: str
+    draw: Callable      # (shape (rows, cols), scale, generator) -> tensor of that shape
+    default_scale: float | None
+    base: str           # built-in scheme of every parameter but weight_hh, and of the head
+
+
+_REGISTRY: dict[str, UserScheme | None] = dict.fromkeys(SCHEMES)  # None: a built-in scheme
+
+
+def register_init(name: str, draw: Callable | None = None, *, default_scale: float | None = None,
+                  base: str = "default", overwrite: bool = False) -> Callable:
+    """Make `name` usable as `RunConfig.init`. `draw(shape, scale, generator)` returns one
+    gate block of a weight_hh, of `shape` (rows, cols), drawn from `generator` (a CPU
+    torch.Generator: pass it to every torch random call); `scale` is `cfg.init_scale` or
+    `default_scale`. Without `draw` this returns a decorator."""
+    if draw is None:
+        def _registering(function):
+            register_init(name, function, default_scale=default_scale, base=base,
+                          overwrite=overwrite)
+            return function
+        return _registering
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"init scheme name must be a non-empty string, got {name!r}")
+    if not callable(draw):
+        raise ValueError(f"init {name!r}: draw must be callable, got {type(draw).__name__}")
+    if base not in SCHEMES:
+        raise ValueError(f"init {name!r}: base must be a built-in scheme {list(SCHEMES)}, "
+                         f"got {base!r}")
+    if default_scale is not None and not (default_scale > 0 and math.isfinite(default_scale)):
+        raise ValueError(f"init {name!r}: default_scale must be > 0, got {default_scale}")
+    if name in SCHEMES:
+        raise ValueError(f"init {name!r} is already registered by {plugins.BUILTIN}; "
+                         "choose another name")
+    plugins.note_registration("init", name, _REGISTRY, overwrite)
+    _REGISTRY[name] = UserScheme(name, draw, default_scale, base)
+    return draw
+
+
 def schemes() -> list[str]:
-    return list(SCHEMES)
+    return list(_REGISTRY)
+
+
+def _user_block(user: UserScheme, shape, scale, g, where: str):
+    value = user.draw(tuple(shape), scale, g)
+    if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(shape):
+        got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"init {user.name!r} (from {plugins.origin('init', user.name)}): "
+                         f"draw returned {got} for a block of {where} of shape {tuple(shape)}")
+    return value.to(device=g.device, dtype=torch.float64)
 
 
 # --- draws: float64 on the generator's device ---------------------------------------------
@@ -149,22 +210,65 @@ def _head_params(scheme, weight_shape, bias_shape, scale, g):
 def apply(model: nn.Module, cfg, generator: torch.Generator) -> nn.Module:
     """Initialise `model.rnn` and `model.head` (or a bare stack) in place; returns the model."""
     scheme = cfg.init
-    if scheme not in SCHEMES:
-        raise ValueError(f"field 'init': unknown value {scheme!r}; allowed: {list(SCHEMES)}")
-    scale = cfg.init_scale if cfg.init_scale is not None else DEFAULT_SCALE[scheme]
+    if scheme not in _REGISTRY:
+        raise ValueError(f"field 'init': unknown value {scheme!r}; allowed: {schemes()}")
+    user = _REGISTRY[scheme]
+    if cfg.init_scale is not None:
+        scale = cfg.init_scale
+    else:
+        scale = user.default_scale if user else DEFAULT_SCALE[scheme]
     rnn = getattr(model, "rnn", model)
     head = getattr(model, "head", None)
     gates, hidden = rnn.gate_count, rnn.hidden_size
     for name, p in rnn.named_parameters():  # fixed order: the draw sequence is deterministic
-        p.copy_(_rnn_param(scheme, _kind(name), tuple(p.shape), gates, hidden, scale, generator))
+        if getattr(rnn, "is_plugin", False):
+            value = _plugin_param(scheme, user, name, p, gates, scale, generator)
+        elif user is not None:
+            value = _user_param(user, _kind(name), name, tuple(p.shape), gates, hidden, scale,
+                                generator)
+        else:
+            value = _rnn_param(scheme, _kind(name), tuple(p.shape), gates, hidden, scale,
+                               generator)
+        if value is not None:
+            p.copy_(value)
     if head is not None:
-        weight, bias = _head_params(scheme, tuple(head.weight.shape), tuple(head.bias.shape),
-                                    scale, generator)
+        head_scheme = user.base if user else scheme
+        head_scale = DEFAULT_SCALE[head_scheme] if user else scale
+        weight, bias = _head_params(head_scheme, tuple(head.weight.shape), tuple(head.bias.shape),
+                                    head_scale, generator)
         head.weight.copy_(weight)
         head.bias.copy_(bias)
     if cfg.forget_bias:
         _add_forget_bias(rnn, cfg.forget_bias)
     return model
+
+
+def _user_param(user, kind, name, shape, gates, hidden, scale, g):
+    if kind == "weight_hh":
+        return _per_block(shape, gates, lambda s: _user_block(user, s, scale, g, name))
+    return _rnn_param(user.base, kind, shape, gates, hidden, DEFAULT_SCALE[user.base], g)
+
+
+def _plugin_param(scheme, user, name, p, gates, scale, g):
+    """New value of a plug-in stack's parameter, or None to keep the cell's own."""
+    if not name.rsplit(".", 1)[-1].startswith("weight_hh") or scheme == "default":
+        return None
+    shape = tuple(p.shape)
+    if len(shape) != 2 or shape[0] % gates:
+        raise ValueError(f"field 'init': {scheme!r} draws weight_hh matrices of {gates} row "
+                         f"block(s); parameter {name} has shape {shape} (rename a recurrent "
+                         "parameter that is not such a matrix so it does not start with weight_hh)")
+    block = (shape[0] // gates, shape[1])
+    square = block[0] == block[1]
+    if scheme in ("orthogonal", "identity", "smart", "spectral") and not square:
+        raise ValueError(f"field 'init': {scheme!r} needs square weight_hh blocks; parameter "
+                         f"{name} has blocks of shape {block}")
+    if user is not None:
+        return _per_block(shape, gates, lambda s: _user_block(user, s, scale, g, name))
+    if scheme == "spectral":  # the cell's own draw, rescaled: differs from "default" in scale only
+        own = p.detach().to(device=g.device, dtype=torch.float64)
+        return torch.cat([_with_radius(b, scale) for b in own.chunk(gates)])
+    return _rnn_param(scheme, "weight_hh", shape, gates, block[0], scale, g)
 
 
 def _add_forget_bias(rnn: nn.Module, value: float) -> None:

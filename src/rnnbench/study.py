@@ -13,6 +13,13 @@ study, the method and the field.
     exclude: [{method: LSTM, T: 10}]  # drop runs matching every key of one entry
     chunks: {per_core: 2}             # several runs per job (rnnbench.chunks)
     compare: {baseline: tanh-RNN}     # optional: compare every other method with this one
+    plugins: [my_cells.py]            # plug-in files/folders (rnnbench.plugins), relative to
+                                      # the study file (to the working directory for a dict)
+
+Loading a study loads every plug-in source first (rnnbench.plugins.load_plugins), so its runs
+may use cells, activations, inits and tasks that plug-ins register. A run with `match_params`
+gets the hidden size that matches that parameter count (models.resolve_hidden) when the runs
+are expanded, so its id, folder and recorded `hidden` are the resolved ones.
 """
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ from .chunks import CHUNK_DEFAULTS, check_settings, plan
 from .config import EXPONENT_NUMBER, YAML_NUMBER_HINT, RunConfig, _coerce, field_names
 
 TOP_LEVEL_KEYS = ("study", "description", "seeds", "fixed", "methods", "axes", "exclude",
-                  "results_dir", "ensemble", "chunks", "compare")
+                  "results_dir", "ensemble", "chunks", "compare", "plugins")
 ENSEMBLE_DEFAULTS = {"enabled": False, "members_per_job": 256}
 COMPARE_KEYS = ("baseline",)
 RESERVED = ("seed", "method")  # set by `seeds` and `methods`, never by fixed/overrides/axes
@@ -50,6 +57,7 @@ class Study:
     ensemble: dict = field(default_factory=lambda: dict(ENSEMBLE_DEFAULTS))
     chunks: dict = field(default_factory=lambda: dict(CHUNK_DEFAULTS))
     compare: dict = field(default_factory=dict)  # {"baseline": method} or {} (no comparison)
+    plugins: list = field(default_factory=list)  # absolute paths of the study's plug-ins
 
     def jobs(self, cores: int = 1, finished=()) -> tuple[dict[str, list[str]],
                                                          dict[str, list[str]]]:
@@ -92,6 +100,7 @@ class Study:
                         continue
                     label = _label(method, axis_values, seed)
                     cfg = _build(values, f"study '{self.name}', method '{method}' ({label})")
+                    cfg = _resolve_hidden(cfg, f"study '{self.name}', method '{method}'")
                     run_id = cfg.run_id()
                     if run_id in labels:
                         raise ValueError(
@@ -156,9 +165,10 @@ def check_numbers_read_as_text(data) -> None:
         raise ValueError(f"study config: {'; '.join(found)}: {YAML_NUMBER_HINT}")
 
 
-def load_study(source) -> Study:
+def load_study(source, base_dir=None) -> Study:
     """Read a study from a YAML path or a dict (e.g. Snakemake's `config`), check its shape and
-    build every run, so that all validation errors surface here."""
+    build every run, so that all validation errors surface here. Relative `plugins:` paths are
+    relative to the study file, or to `base_dir` (default: the working directory) for a dict."""
     if isinstance(source, (str, Path)):
         where = f"study file {source}"
         with open(source) as f:
@@ -166,6 +176,7 @@ def load_study(source) -> Study:
                 data = yaml.safe_load(f)
             except yaml.YAMLError as exc:  # one line naming the place, not PyYAML's traceback
                 raise ValueError(f"{where}: {_yaml_syntax_error(exc)}") from None
+        base_dir = Path(source).resolve().parent
     else:
         data, where = source, "study config"
     if not isinstance(data, dict):
@@ -179,6 +190,11 @@ def load_study(source) -> Study:
         raise ValueError(f"{where}: 'study' must be a non-empty name usable as a folder, "
                          f"got {name!r}")
     where = f"study '{name}'"
+    from .plugins import load_plugins
+    try:  # before the runs are built: plug-ins register the names they use
+        plugins = load_plugins(_plugin_paths(data.get("plugins")), base_dir)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
     study = Study(
         name=name,
         description=str(data.get("description") or ""),
@@ -190,8 +206,9 @@ def load_study(source) -> Study:
         results_dir=str(data.get("results_dir", "results")),
         ensemble=_ensemble(data.get("ensemble") or {}, where),
         chunks=check_settings(data.get("chunks") or {}, where),
+        plugins=plugins,
     )
-    study.runs()  # validate every run now
+    _check_plugin_cells(study.runs(), where)  # validate every run now
     if "compare" in data:
         study.compare = _compare(data["compare"], study, where)
     return study
@@ -212,6 +229,42 @@ def _yaml_syntax_error(exc: yaml.YAMLError) -> str:
     if context and start is not None and (start.line, start.column) != (mark.line, mark.column):
         msg += f" ({context} at line {start.line + 1}, column {start.column + 1})"
     return msg
+
+
+def _plugin_paths(paths) -> list:
+    if paths is None:
+        return []
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
+        raise ValueError(f"'plugins' must be a list of plug-in file or folder paths, "
+                         f"got {paths!r}")
+    return paths
+
+
+def _resolve_hidden(cfg: RunConfig, where: str) -> RunConfig:
+    if not cfg.match_params:
+        return cfg
+    from .models import resolve_hidden
+    try:
+        return resolve_hidden(cfg)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _check_plugin_cells(runs: list[RunConfig], where: str) -> None:
+    """Build each plug-in cell the runs use once, tiny, with one forward and backward
+    (models.check_plugin_cell): a broken cell stops the study here, naming its file."""
+    from .models import check_plugin_cell, is_plugin
+    seen = set()
+    for cfg in runs:
+        key = (cfg.cell, cfg.hidden, cfg.dtype, cfg.task, cfg.T, json.dumps(cfg.task_options))
+        if not is_plugin(cfg.cell) or key in seen:
+            continue
+        seen.add(key)
+        from .tasks import make
+        try:
+            check_plugin_cell(cfg, make(cfg.task, cfg.T, **cfg.task_options).input_dim)
+        except ValueError as exc:
+            raise ValueError(f"{where}, method '{cfg.method}': {exc}") from None
 
 
 def _build(values: dict, where: str) -> RunConfig:

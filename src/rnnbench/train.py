@@ -55,7 +55,10 @@ def run(config, out_dir=None, progress: bool | None = None, stop_after: int | No
     """
     from .backends import make_backend
 
+    from .models import resolve_hidden
+
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+    cfg = resolve_hidden(cfg)  # match_params sets hidden (a study has resolved it already)
     task = tasks.make(cfg.task, cfg.T, **cfg.task_options)
     backend = make_backend(cfg, task)
     run_id = cfg.run_id()

@@ -1,6 +1,7 @@
 # Configuration, the study's runs and path helpers shared by the rules.
 import contextlib
 import json
+import os
 import re
 import shlex
 import sys
@@ -12,6 +13,7 @@ import pandas as pd
 from snakemake.utils import validate
 
 from rnnbench.chunks import estimate_seconds
+from rnnbench import plugins
 from rnnbench.study import check_numbers_read_as_text, load_study
 
 
@@ -19,7 +21,13 @@ from rnnbench.study import check_numbers_read_as_text, load_study
 # validates every RunConfig, so a bad field stops the workflow before any job starts.
 check_numbers_read_as_text(config)  # `lr: 1e-3` is text in YAML: say so before the schema does
 validate(config, "../schemas/config.schema.yaml")
-STUDY = load_study(config)
+# The study file given last (--configfile replaces config/config.yaml): `plugins:` paths are
+# relative to it, as for `rnnbench validate FILE`.
+STUDY_FILE = Path(workflow.configfiles[-1]) if workflow.configfiles else Path("config/config.yaml")
+# load_study loads the plug-ins first (methods/, `plugins:`, the environment, entry points)
+STUDY = load_study(config, base_dir=STUDY_FILE.resolve().parent)
+if STUDY.plugins:  # every job's process loads them too: jobs inherit this environment
+    os.environ[plugins.ENV_VAR] = plugins.env_value(STUDY.plugins)
 RUNS = {STUDY.folder(cfg): cfg for cfg in STUDY.runs()}  # folder under runs/ -> RunConfig
 # The interpreter running Snakemake has rnnbench installed: jobs use it even when the venv's
 # bin/ is not on PATH (e.g. `.venv/bin/snakemake` called directly). With `--sdm conda` a job

@@ -37,7 +37,9 @@ def main(argv=None) -> int:
         if args.out_dirs is not None and len(args.out_dirs) != len(values):
             raise ValueError(f"{len(args.out_dirs)} --out-dirs for {len(values)} runs")
         from ..config import RunConfig
+        from ..plugins import load_plugins
         from .grouping import check_group
+        load_plugins()  # the runs may name plug-in cells: check_group then says why not
         cfgs = [RunConfig.from_dict(v, where=f"run {i}") for i, v in enumerate(values)]
         check_group(cfgs)  # fails here, before any compute
         import torch

@@ -5,8 +5,14 @@ A cell is registered with a builder `(input_size, hidden_size, num_layers, bidir
 `(output (B, L, H * dirs), h_n)`, with PyTorch's parameter names and layouts (`weight_ih_l{k}`,
 `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`, `_reverse` suffix) and the attributes
 `gate_count`, `hidden_size`, `num_layers`, `bidirectional` (and `forget_gate`, the index of the
-forget-gate row block, for cells that have one). One file defines a cell and registers it, so a
-user method adds a cell the same way (see rnn.py, lstm.py, gru.py).
+forget-gate row block, for cells that have one). One file defines a cell and registers it
+(see rnn.py, lstm.py, gru.py).
+
+A plug-in cell (rnnbench.plugins) has a smaller contract: an `nn.Module` subclass
+`cls(input_size, hidden_size, cfg)` whose `forward(x)` maps (B, L, input_size) to (B, L,
+hidden_size) (or returns `(h, state)`), registered with `@register_cell("name")` or
+`register_cell("name", cls)`; `PluginStack` (plugin.py) gives it layers, directions and the
+stack's attributes.
 
 `options` names the RunConfig fields a cell understands beyond the common ones:
 "activation" (rnn) and "forget_bias" (lstm). A cell without "activation" accepts only the
@@ -14,7 +20,10 @@ default "tanh" (its nonlinearities are fixed); a cell without "forget_bias" acce
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import types
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,7 +32,9 @@ from torch import nn
 
 from .activations import (Activation, activations, derivative_bound, get_activation,
                           register_activation)
+from .. import plugins
 from .network import SequenceModel, gate_blocks, spectral_radius
+from .plugin import PluginStack
 
 CELL_OPTIONS = ("activation", "forget_bias")  # the per-cell fields check_options knows about
 DEFAULT_ACTIVATION = "tanh"
@@ -35,14 +46,24 @@ class Cell:
     name: str
     builder: Callable[..., nn.Module]
     options: frozenset
+    plugin: bool = False  # builder is a plug-in cell class, wrapped in PluginStack
 
 
 _CELLS: dict[str, Cell] = {}
 
 
-def register_cell(name: str, builder: Callable[..., nn.Module], options=(),
+def register_cell(name: str, builder: Callable[..., nn.Module] | None = None, options=(),
                   overwrite: bool = False) -> Callable:
-    """Make `name` usable as `RunConfig.cell`; `options` from CELL_OPTIONS."""
+    """Make `name` usable as `RunConfig.cell`.
+
+    `builder` is either a plug-in cell class (an `nn.Module` subclass, see the module
+    docstring), or any other callable: a stack builder with the built-ins' contract, which may
+    name `options` from CELL_OPTIONS. Without `builder` this returns a class decorator."""
+    if builder is None:
+        def _registering(obj):
+            register_cell(name, obj, options=options, overwrite=overwrite)
+            return obj
+        return _registering
     if not isinstance(name, str) or not name:
         raise ValueError(f"cell name must be a non-empty string, got {name!r}")
     if not callable(builder):
@@ -50,14 +71,27 @@ def register_cell(name: str, builder: Callable[..., nn.Module], options=(),
     unknown = sorted(set(options) - set(CELL_OPTIONS))
     if unknown:
         raise ValueError(f"cell {name!r}: unknown option(s) {unknown}; known: {list(CELL_OPTIONS)}")
-    if name in _CELLS and not overwrite:
-        raise ValueError(f"cell {name!r} is already registered")
-    _CELLS[name] = Cell(name, builder, frozenset(options))
+    plugin = isinstance(builder, type) and issubclass(builder, nn.Module)
+    if plugin and options:
+        raise ValueError(f"cell {name!r}: a plug-in cell class takes no options {list(options)} "
+                         "(its nonlinearities and gates are its own)")
+    plugins.note_registration("cell", name, _CELLS, overwrite)
+    _CELLS[name] = Cell(name, builder, frozenset(options), plugin)
     return builder
 
 
 def cells() -> list[str]:
     return list(_CELLS)
+
+
+def is_plugin(name: str) -> bool:
+    """Whether cell `name` is a plug-in cell class (trained by the torch backend only)."""
+    return name in _CELLS and _CELLS[name].plugin
+
+
+def _registered() -> str:
+    return ", ".join(name if plugins.origin("cell", name) == plugins.BUILTIN
+                     else f"{name} (from {plugins.origin('cell', name)})" for name in _CELLS)
 
 
 def cells_with(option: str) -> list[str]:
@@ -67,8 +101,17 @@ def cells_with(option: str) -> list[str]:
 def check_options(cfg) -> None:
     """Raise ValueError, naming the field, for options the chosen cell cannot honour."""
     if cfg.cell not in _CELLS:
-        raise ValueError(f"field 'cell': unknown value {cfg.cell!r}; allowed: {sorted(_CELLS)}")
+        raise ValueError(
+            f"field 'cell': unknown value {cfg.cell!r}; registered cells: {_registered()}. "
+            f"A new cell is registered by a plug-in file: in {plugins.METHODS_DIR}/ of the "
+            f"working directory, in the study's 'plugins:', in ${plugins.ENV_VAR}, or an "
+            f"installed '{plugins.ENTRY_POINT_GROUP}' entry point")
     cell = _CELLS[cfg.cell]
+    if cell.plugin and getattr(cfg, "backend", "auto") in ("numba", "ensemble"):
+        raise ValueError(
+            f"field 'backend': {cfg.backend!r} has kernels for the built-in rnn/lstm/gru only; "
+            f"cell {cfg.cell!r} is a plug-in (from {plugins.origin('cell', cfg.cell)}): "
+            "use backend torch or auto")
     get_activation(cfg.activation)  # unknown name -> "field 'activation': unknown value ..."
     if "activation" not in cell.options and cfg.activation != DEFAULT_ACTIVATION:
         raise ValueError(
@@ -92,8 +135,17 @@ def build(cfg, task, **builder_kwargs) -> SequenceModel:
     check_options(cfg)
     if cfg.dtype not in DTYPES:
         raise ValueError(f"field 'dtype': unknown value {cfg.dtype!r}; allowed: {sorted(DTYPES)}")
-    rnn = _CELLS[cfg.cell].builder(task.input_dim, cfg.hidden, cfg.layers, cfg.bidirectional,
-                                   cfg, **builder_kwargs)
+    cell = _CELLS[cfg.cell]
+    if cell.plugin:
+        if builder_kwargs:
+            raise TypeError(f"cell {cfg.cell!r}: builder options {sorted(builder_kwargs)} apply "
+                            "to the built-in stacks only")
+        rnn = PluginStack(cell.builder, task.input_dim, cfg.hidden, cfg.layers,
+                          cfg.bidirectional, cfg, name=cfg.cell,
+                          source=plugins.origin("cell", cfg.cell))
+    else:
+        rnn = cell.builder(task.input_dim, cfg.hidden, cfg.layers, cfg.bidirectional, cfg,
+                           **builder_kwargs)
     missing = [a for a in ("gate_count", "hidden_size", "num_layers", "bidirectional")
                if not hasattr(rnn, a)]
     if missing:
@@ -105,6 +157,108 @@ def build(cfg, task, **builder_kwargs) -> SequenceModel:
     return model.to(DTYPES[cfg.dtype])
 
 
+def count_params(cfg, task) -> int:
+    """Parameters of the model `build(cfg, task)` (stack and head), without drawing weights
+    where the cell allows it (the meta device); a cell that cannot be built there is built
+    for real, outside the global random stream."""
+    try:
+        with torch.device("meta"):
+            model = build(cfg, task)
+    except Exception:
+        with torch.random.fork_rng(devices=[]):
+            model = build(cfg, task)
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+MAX_HIDDEN = 1 << 16
+
+
+def match_hidden(cfg, task) -> int:
+    """The hidden size whose model has the parameter count closest to `cfg.match_params`
+    (ties: the smaller size). Assumes the count grows with the hidden size, as it does for a
+    stack of cells with a head: doubling, then bisection for the first size at or above the
+    target, then the closer of it and its predecessor."""
+    target = cfg.match_params
+    if target <= 0:
+        raise ValueError(f"field 'match_params' must be > 0 to pick a hidden size, got {target}")
+    counts: dict[int, int] = {}
+
+    def count(hidden: int) -> int:
+        if hidden not in counts:
+            counts[hidden] = count_params(_with_hidden(cfg, hidden), task)
+        return counts[hidden]
+
+    high = 1
+    while count(high) < target:
+        if high >= MAX_HIDDEN:
+            raise ValueError(f"field 'match_params': {target} parameters need a hidden size "
+                             f"above {MAX_HIDDEN} for cell {cfg.cell!r}")
+        high *= 2
+    low = high // 2  # count(low) < target, or low == 0
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if count(mid) < target else (low, mid)
+    if high > 1 and abs(count(high - 1) - target) <= abs(count(high) - target):
+        return high - 1
+    return high
+
+
+def resolve_hidden(cfg):
+    """`cfg` with `hidden` set by `match_params` (unchanged when match_params is 0). The same
+    config always resolves to the same hidden size, so resolving twice changes nothing."""
+    if not cfg.match_params:
+        return cfg
+    key = json.dumps({k: v for k, v in cfg.to_dict().items()
+                      if k not in ("hidden", "seed", "method")}, sort_keys=True, default=str)
+    if key not in _MATCHED:  # one search per config up to hidden, seed and method
+        from .. import tasks
+        _MATCHED[key] = match_hidden(cfg, tasks.make(cfg.task, cfg.T, **cfg.task_options))
+    return _with_hidden(cfg, _MATCHED[key]) if _MATCHED[key] != cfg.hidden else cfg
+
+
+_MATCHED: dict[str, int] = {}
+
+
+def _with_hidden(cfg, hidden: int):
+    if dataclasses.is_dataclass(cfg):
+        return dataclasses.replace(cfg, hidden=hidden)
+    return types.SimpleNamespace(**{**vars(cfg), "hidden": hidden})
+
+
+def check_plugin_cell(cfg, input_size: int, batch: int = 2, length: int = 3) -> None:
+    """Build plug-in cell `cfg.cell` once (one layer, one direction, `cfg.hidden`, `cfg.dtype`)
+    and run one forward and backward on `length` steps; a failure raises ValueError naming the
+    plug-in's file. Runs outside the global random stream."""
+    cell = _CELLS[cfg.cell]
+    if not cell.plugin:
+        return
+    dtype = DTYPES[cfg.dtype]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        stack = PluginStack(cell.builder, input_size, cfg.hidden, 1, False, cfg, name=cfg.cell,
+                            source=plugins.origin("cell", cfg.cell))
+        where = stack.where
+        try:
+            stack = stack.to(dtype)
+            out, _ = stack(torch.randn(batch, length, input_size, dtype=dtype))
+        except Exception as exc:
+            if isinstance(exc, ValueError) and str(exc).startswith(where):
+                raise  # the stack's own checks name the cell and its file
+            raise ValueError(f"{where}: forward on input ({batch}, {length}, {input_size}) "
+                             f"{dtype} raised {type(exc).__name__}: {exc}") from exc
+        if not torch.isfinite(out).all():
+            raise ValueError(f"{where}: forward returned non-finite values on a random "
+                             f"input ({batch}, {length}, {input_size})")
+        if not out.requires_grad:
+            raise ValueError(f"{where}: forward's output does not depend on any parameter "
+                             "that requires a gradient (detached, or no parameters?)")
+        try:
+            out.square().sum().backward()
+        except Exception as exc:
+            raise ValueError(f"{where}: backward through forward's output raised "
+                             f"{type(exc).__name__}: {exc}") from exc
+
+
 # Built-in cells register themselves on import (after register_cell exists: they import it).
 from . import rnn  # noqa: E402,F401  (registration order = cells() order)
 from . import lstm  # noqa: E402,F401
@@ -112,7 +266,8 @@ from . import gru  # noqa: E402,F401
 from .rnn import LoopRNN  # noqa: E402
 
 __all__ = [
-    "Activation", "Cell", "LoopRNN", "SequenceModel", "activations", "build", "cells",
-    "cells_with", "check_options", "derivative_bound", "gate_blocks", "get_activation",
-    "register_activation", "register_cell", "spectral_radius",
+    "Activation", "Cell", "LoopRNN", "PluginStack", "SequenceModel", "activations", "build",
+    "cells", "cells_with", "check_options", "check_plugin_cell", "count_params",
+    "derivative_bound", "gate_blocks", "get_activation", "is_plugin", "match_hidden",
+    "register_activation", "register_cell", "resolve_hidden", "spectral_radius",
 ]

@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .. import plugins
+
 
 @dataclass(frozen=True)
 class Activation:
@@ -23,18 +25,27 @@ class Activation:
 _ACTIVATIONS: dict[str, Activation] = {}
 
 
-def register_activation(name: str, fn: Callable, derivative_bound: float,
+def register_activation(name: str, fn: Callable | None = None, derivative_bound: float | None = None,
                         overwrite: bool = False) -> Callable:
-    """Make `name` usable as `RunConfig.activation` (for cells that accept an activation)."""
+    """Make `name` usable as `RunConfig.activation` (for cells that accept an activation).
+
+    `fn` is elementwise and differentiable by autograd; `derivative_bound` is sup |f'|. Without
+    `fn` this returns a decorator: `@register_activation("cube", derivative_bound=3.0)`."""
+    if fn is None:
+        def _registering(function):
+            register_activation(name, function, derivative_bound, overwrite)
+            return function
+        return _registering
     if not isinstance(name, str) or not name:
         raise ValueError(f"activation name must be a non-empty string, got {name!r}")
     if not callable(fn):
         raise ValueError(f"activation {name!r}: fn must be callable, got {type(fn).__name__}")
+    if derivative_bound is None:
+        raise ValueError(f"activation {name!r}: derivative_bound (sup |f'|) is required")
     bound = float(derivative_bound)
     if not (bound > 0 and math.isfinite(bound)):
         raise ValueError(f"activation {name!r}: derivative_bound must be > 0 and finite, got {bound}")
-    if name in _ACTIVATIONS and not overwrite:
-        raise ValueError(f"activation {name!r} is already registered")
+    plugins.note_registration("activation", name, _ACTIVATIONS, overwrite)
     _ACTIVATIONS[name] = Activation(name, fn, bound)
     return fn
 

@@ -1,6 +1,8 @@
 """SequenceModel: a recurrent stack (`.rnn`) and a linear readout (`.head`)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -30,8 +32,10 @@ class SequenceModel(nn.Module):
         return self.head(output if self.per_step else output[:, -1])
 
     def recurrent_matrices(self) -> list[torch.Tensor]:
-        """Every weight_hh (all layers and directions), in parameter order."""
-        return [p for name, p in self.rnn.named_parameters() if name.startswith("weight_hh")]
+        """Every weight_hh* (all layers and directions; in a plug-in stack, every parameter
+        whose own name starts with weight_hh), in parameter order."""
+        return [p for name, p in self.rnn.named_parameters()
+                if name.rsplit(".", 1)[-1].startswith("weight_hh")]
 
 
 def gate_blocks(weight: torch.Tensor, gate_count: int) -> list[torch.Tensor]:
@@ -47,9 +51,15 @@ def spectral_radius(model: nn.Module) -> float:
 
     For gated cells the max over the gate blocks (each H x H) of their spectral radii; for the
     plain rnn (one block) the spectral radius of weight_hh_l0 itself. Accepts a SequenceModel or
-    a bare stack. Computed in float64 on the CPU.
+    a bare stack. Computed in float64 on the CPU. A plug-in stack's first weight_hh* parameter
+    of layer 0 stands for weight_hh_l0; NaN when it has none or its blocks are not square.
     """
     rnn = getattr(model, "rnn", model)
-    weight = rnn.weight_hh_l0.detach().to("cpu", torch.float64)
+    weight = getattr(rnn, "weight_hh_l0", None)
+    if weight is None and hasattr(rnn, "recurrent_weight"):
+        weight = rnn.recurrent_weight()
+    if weight is None or weight.dim() != 2 or weight.shape[0] != rnn.gate_count * weight.shape[1]:
+        return math.nan
+    weight = weight.detach().to("cpu", torch.complex128 if weight.is_complex() else torch.float64)
     return max(float(torch.linalg.eigvals(block).abs().max())
                for block in gate_blocks(weight, rnn.gate_count))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import plugins
 from . import losses
 
 SPLITS = {"train": 0, "test": 1}
@@ -157,18 +158,46 @@ def _check_type(task, key, value, default):
                          f"got {type(value).__name__} {value!r}")
 
 
-# The task families import Task from here, so they come after its definition.
-from .adding import Adding, AddingHS97, AddingPascanu, Multiplication  # noqa: E402
-from .copy import Copy  # noqa: E402
-from .digits import Digits, DigitsPermuted  # noqa: E402
-from .latch import Latch  # noqa: E402
-from .memorization import Memorization  # noqa: E402
-from .permutation import Permutation  # noqa: E402
-from .temporal_order import TemporalOrder, TemporalOrder3Bit  # noqa: E402
+REGISTRY: dict[str, type[Task]] = {}
 
-REGISTRY: dict[str, type[Task]] = {cls.name: cls for cls in (
-    Adding, AddingPascanu, AddingHS97, Multiplication, TemporalOrder, TemporalOrder3Bit,
-    Permutation, Memorization, Copy, Latch, Digits, DigitsPermuted)}
+
+def register_task(name=None, cls: type[Task] | None = None, *, overwrite: bool = False):
+    """Make a Task subclass usable as `RunConfig.task`: `register_task("name", cls)`, or as a
+    decorator, `@register_task("name")` or `@register_task` (the class's own `name`)."""
+    if isinstance(name, type):  # bare decorator
+        return register_task(None, name, overwrite=overwrite)
+    if cls is None:
+        def _registering(task_class):
+            register_task(name, task_class, overwrite=overwrite)
+            return task_class
+        return _registering
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise ValueError(f"task {name!r}: expected a subclass of rnnbench.tasks.Task, got {cls!r}")
+    own = cls.__dict__.get("name", "")
+    name = own if name is None else name
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"task class {cls.__name__}: give a name (register_task('name', cls) "
+                         "or the class attribute `name`)")
+    if own and own != name:
+        raise ValueError(f"task {name!r}: class {cls.__name__} is named {own!r}")
+    if cls.loss_kind not in losses.KINDS:
+        raise ValueError(f"task {name!r}: loss_kind must be one of {list(losses.KINDS)}, "
+                         f"got {cls.loss_kind!r}")
+    plugins.note_registration("task", name, REGISTRY, overwrite)
+    cls.name = name
+    REGISTRY[name] = cls
+    return cls
+
+
+# The task families import Task and register_task from here, so they come after both; each
+# registers its tasks (registration order is irrelevant: names() sorts).
+from .adding import Adding, AddingHS97, AddingPascanu, Multiplication  # noqa: E402,F401
+from .copy import Copy  # noqa: E402,F401
+from .digits import Digits, DigitsPermuted  # noqa: E402,F401
+from .latch import Latch  # noqa: E402,F401
+from .memorization import Memorization  # noqa: E402,F401
+from .permutation import Permutation  # noqa: E402,F401
+from .temporal_order import TemporalOrder, TemporalOrder3Bit  # noqa: E402,F401
 
 
 def names() -> list[str]:

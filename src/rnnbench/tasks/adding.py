@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from . import PascanuTask, Task, losses, window
+from . import PascanuTask, Task, losses, register_task, window
 
 
 def _two_marks(values, first, second, background=None):
@@ -31,6 +31,7 @@ def _p_sum_near_one(a):
     return 1.0 - (1.0 - a) ** 2
 
 
+@register_task
 class Adding(Task):
     """Modern adding problem (Arjovsky et al. 2016; Le et al. 2015).
 
@@ -61,6 +62,7 @@ class Adding(Task):
         return float(np.mean((pred - y) ** 2 > 0.04))
 
 
+@register_task
 class AddingPascanu(PascanuTask):
     """Adding problem of Pascanu et al. 2013 (after Hochreiter & Schmidhuber 1997).
 
@@ -97,6 +99,7 @@ def _p_product_below(z):
     return z - z * math.log(z)
 
 
+@register_task
 class Multiplication(AddingPascanu):
     """Multiplication problem of Pascanu et al. 2013: as adding_pascanu with target a * b.
 
@@ -114,6 +117,7 @@ class Multiplication(AddingPascanu):
         return a * b
 
 
+@register_task
 class AddingHS97(Task):
     """Adding problem of Hochreiter & Schmidhuber 1997 (LSTM paper, experiment 4).
 

@@ -14,9 +14,10 @@ import math
 
 import numpy as np
 
-from . import Task, losses
+from . import Task, losses, register_task
 
 
+@register_task
 class Copy(Task):
     """Arjovsky et al. 2016: 10 symbols from 8 categories, reproduce them after the delimiter.
 

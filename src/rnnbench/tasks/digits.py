@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-from . import Task
+from . import Task, register_task
 
 LENGTH = 64
 TRAIN_FRACTION = 0.8
@@ -30,6 +30,7 @@ def _dataset():
     return pixels, labels, {"train": order[:n_train], "test": order[n_train:]}
 
 
+@register_task
 class Digits(Task):
     """Classify an 8x8 digit seen one pixel per step, row by row.
 
@@ -67,6 +68,7 @@ class Digits(Task):
         return self.pixels[index][:, self.pixel_order, None], self.labels[index]
 
 
+@register_task
 class DigitsPermuted(Digits):
     """Digits with one fixed permutation of the 64 pixels (seeded by option `perm_seed`)."""
 

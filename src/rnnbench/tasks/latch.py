@@ -5,9 +5,10 @@ import math
 
 import numpy as np
 
-from . import Task, losses
+from . import Task, losses, register_task
 
 
+@register_task
 class Latch(Task):
     """Keep one bit across T steps of noise.
 

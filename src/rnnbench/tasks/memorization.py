@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Task
+from . import Task, register_task
 from .copy import Copy
 
 
+@register_task
 class Memorization(Copy):
     """Memorise `items` symbols (default 10) of `values` values each (default 5), recall all.
 

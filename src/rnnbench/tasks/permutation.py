@@ -5,11 +5,12 @@ import math
 
 import numpy as np
 
-from . import PascanuTask
+from . import PascanuTask, register_task
 
 N_SYMBOLS = 100
 
 
+@register_task
 class Permutation(PascanuTask):
     """One-hot symbols from 100 classes; the first is 0 or 1, the others uniform in 2..99.
 

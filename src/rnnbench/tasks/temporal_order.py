@@ -10,9 +10,10 @@ import math
 
 import numpy as np
 
-from . import PascanuTask, window
+from . import PascanuTask, register_task, window
 
 
+@register_task
 class TemporalOrder(PascanuTask):
     """Relevant symbols at p0 in [0.1L, 0.2L) and p1 in [0.5L, 0.6L); 4 classes.
 
@@ -44,6 +45,7 @@ class TemporalOrder(PascanuTask):
         return np.eye(6, dtype=np.float32)[symbols], label
 
 
+@register_task
 class TemporalOrder3Bit(TemporalOrder):
     """Three relevant symbols in [0.1L, 0.2L), [0.3L, 0.4L), [0.6L, 0.7L); 8 classes (ln 8, 87.5%)."""
 
