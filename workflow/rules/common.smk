@@ -139,12 +139,14 @@ def final_outputs():
 
 @contextlib.contextmanager
 def logged(path):
-    """Send a run-directive's output and any traceback to its log file."""
-    with open(path, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+    """A run-directive's log: any traceback goes to its log file. The profiles run these jobs as
+    threads of the Snakemake process (force-use-threads: a job then costs no new process that
+    reads the whole workflow again), so stdout is not redirected: it is shared by the threads."""
+    with open(path, "w") as f:
         try:
             yield
         except Exception:
-            traceback.print_exc()
+            traceback.print_exc(file=f)
             raise
 
 
