@@ -57,13 +57,15 @@ def test_dry_run_plans_every_run(tmp_path):
     assert res.returncode == 0, out
     counts = dict(line.split()[:2] for line in out.splitlines()
                   if line.split()[:1] and line.split()[0] in (
-                      "train_chunk", "aggregate", "plot_success_vs_T", "total"))
+                      "train_chunk", "aggregate", "plot", "total"))
     from rnnbench.study import load_study
     study = load_study(ROOT / "config" / "config.yaml")
     chunks, _ = study.jobs(cores=1)
     assert sorted(r for members in chunks.values() for r in members) == sorted(study.folders().values())
     assert len(chunks) == 2 and counts["train_chunk"] == "2"  # several runs per job
-    assert counts["aggregate"] == "1" and counts["plot_success_vs_T"] == "1"
+    from rnnbench.figures import FIGURES, figures_for
+    assert counts["aggregate"] == "1" and counts["plot"] == str(len(figures_for(study)))
+    assert len(figures_for(study)) == len(FIGURES) - 1  # every figure but the comparison
 
 
 def test_study_file_replaces_default_config(tmp_path):
@@ -155,9 +157,9 @@ def test_compare_key_plans_the_comparison(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     counts = dict(line.split()[:2] for line in out.splitlines() if line.split()[:1]
-                  and line.split()[0] in ("compare", "plot_comparison", "train_chunk"))
-    assert counts == {"compare": "1", "plot_comparison": "1", "train_chunk": "4"}, out
-    for caption in ("comparison_table", "leaderboard_table", "comparison"):
+                  and line.split()[0] in ("compare", "plot", "train_chunk"))
+    assert counts == {"compare": "1", "plot": "5", "train_chunk": "4"}, out
+    for caption in ("comparison_table", "leaderboard_table", "figure"):
         assert (ROOT / "workflow" / "report" / f"{caption}.rst").is_file()
 
 
@@ -229,3 +231,18 @@ def test_broken_plugin_stops_the_workflow_before_any_job(tmp_path):
     assert res.returncode != 0
     assert str((wd / "config" / "broken.py").resolve()) in out and "no such helper" in out, out
     assert "train_chunk" not in out and not (wd / "results").exists()
+
+
+def test_figure_table_drives_the_plot_rule(tmp_path):
+    """Figures are data: a new entry of rnnbench.figures.FIGURES is drawn by the one `plot` rule,
+    with its caption in the report, and nothing else in the workflow names it."""
+    from rnnbench import figures
+
+    for name, spec in figures.FIGURES.items():
+        assert set(spec.inputs) <= set(figures.TABLES) and spec.caption.strip(), name
+    rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    for name in figures.FIGURES:
+        for named in (f"figures/{name}", f"plot_{name}", f"report/{name}.rst"):
+            assert named not in rules, f"figure {name!r} is named in the rules: it should be data"
+    with pytest.raises(ValueError, match="unknown figure"):
+        figures.render("no_such_figure", tmp_path)

@@ -8,11 +8,11 @@ import sys
 import traceback
 from pathlib import Path
 
-import pandas as pd
 
 from snakemake.utils import validate
 
 from rnnbench.chunks import estimate_seconds
+from rnnbench.figures import FIGURES, figures_for
 from rnnbench import plugins
 from rnnbench.study import check_numbers_read_as_text, load_study
 
@@ -48,7 +48,6 @@ IN_GROUPS = {r for members in GROUPS.values() for r in members}
 if workflow.is_main_process:
     for _chunk in CHUNKS:
         Path(f"{STUDY_DIR}/chunks/{_chunk}.done").unlink(missing_ok=True)
-FIGURES = ("success_vs_T", "learning_curves", "grad_norms", "gradflow_vs_lag")
 TABLES = ("success", "longest_T")
 
 
@@ -58,6 +57,7 @@ wildcard_constraints:
     # would plan differ: match any chunk name (Chunk.chunk_id), not only today's.
     chunk="[^/]+--[0-9a-f]{12}|chunk-[0-9a-f]{12}",
     group_id="[0-9a-f]{12}",
+    figure="|".join(map(re.escape, FIGURES)),
 
 
 def _chunk_markers() -> dict:
@@ -129,11 +129,11 @@ def group_out_dirs(wildcards):
 
 def final_outputs():
     tables = [f"{STUDY_DIR}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md")]
-    figures = [f"{STUDY_DIR}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    figures = [f"{STUDY_DIR}/figures/{f}.{ext}" for f in figures_for(STUDY)
+               for ext in ("png", "pdf")]
     if STUDY.compare:  # study key `compare`: every other method vs the baseline
         tables += [f"{STUDY_DIR}/tables/{t}.{ext}" for t in ("comparison", "leaderboard")
                    for ext in ("csv", "md")]
-        figures += [f"{STUDY_DIR}/figures/comparison.{ext}" for ext in ("png", "pdf")]
     return tables + figures
 
 
@@ -150,7 +150,3 @@ def logged(path):
             raise
 
 
-def plot_job(plot, input, output, log):
-    """Body of a figure rule: plot(*input tables, stem) writes output.png and output.pdf."""
-    with logged(log[0]):
-        plot(*(pd.read_parquet(f) for f in input), str(Path(output.png).with_suffix("")))

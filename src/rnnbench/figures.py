@@ -1,0 +1,80 @@
+"""The study's figures as data: one entry per figure, with the function that draws it, the
+aggregated tables it reads (in the order of the function's arguments), its report caption and
+the study key it needs, if any. The workflow draws every figure with one rule (`plot`, wildcard
+`{figure}`), so a new figure is a function in `plots.py` and an entry here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from . import plots
+from .compare import comparison_table
+
+TABLES = ("runs", "curves", "gradflow")  # what aggregation writes: <study_dir>/<name>.parquet
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    draw: Callable        # draw(*tables, path_stem) -> [png, pdf]; with `needs`, also the Study
+    inputs: tuple         # names from TABLES
+    caption: str          # reStructuredText, shown under the figure in the HTML report
+    needs: str = ""       # a study key that must be set for the figure to be drawn
+
+
+def _comparison(runs: pd.DataFrame, path_stem, study):
+    return plots.comparison(comparison_table(runs, study.compare["baseline"]), path_stem)
+
+
+FIGURES: dict[str, FigureSpec] = {
+    "success_vs_T": FigureSpec(plots.success_vs_T, ("runs",), """\
+Success rate against sequence length T, one line per method (Pascanu et al. 2013, Fig. 7
+view). Error bars: Wilson 95% score intervals over the seeds of each point; points are
+dodged slightly along T so that bars do not overlap."""),
+    "learning_curves": FigureSpec(plots.learning_curves, ("curves", "runs"), """\
+Evaluation loss against training step, one panel per sequence length (and task), one line per
+method: median over seeds, shaded band from the smallest to the largest seed. Dashed: the
+task's baseline loss (best input-independent predictor). Log scale; runs stop early when solved,
+so late steps have fewer seeds."""),
+    "grad_norms": FigureSpec(plots.grad_norms, ("curves", "runs"), """\
+Global gradient norm before clipping against training step, one panel per sequence length,
+one line per method (median over seeds, min-max band; long runs are thinned to about 400
+steps). Dotted: the clipping threshold where global norm clipping is on. Spikes far above it
+are the exploding-gradient events that clipping bounds. Log scale."""),
+    "gradflow_vs_lag": FigureSpec(plots.gradflow_vs_lag, ("gradflow", "runs"), """\
+Gradient flow through time: norm of the loss gradient with respect to the hidden state k steps
+before the end, relative to its value at lag 0, ‖∂L/∂h_{T−k}‖ / ‖∂L/∂h_T‖, against k, at the
+start and at the end of training (median over seeds). Dashed, same colour: the bound
+(β_W β_f)^k, with β_W and β_f upper bounds of ‖W‖ and ‖diag f'‖; an exponentially falling
+curve is vanishing gradient, a rising one exploding. The axis follows the measured norms; the
+bound may leave it."""),
+    # The comparison table is recomputed from runs.parquet (seeded, so equal to
+    # tables/comparison.csv) rather than read back from CSV, which would lose its types.
+    "comparison": FigureSpec(_comparison, ("runs",), """\
+Methods against the baseline method (study key ``compare``), one row per method and cell, one
+row of panels per task. Left: success rate minus the baseline's, with Newcombe's 95% interval
+(0 dotted). Right: median final loss relative to the baseline's, with a bootstrap 95% interval
+on a log axis (1 dotted; left of 1 is better); a ratio of 0 or infinity (diverged runs) sits
+open at the panel edge. Colour and marker give the Holm-adjusted verdict: better, worse or no
+evidence.""", needs="compare"),
+}
+
+
+def figures_for(study) -> list[str]:
+    """The names of the figures a study draws (those whose study key is set)."""
+    return [name for name, spec in FIGURES.items() if not spec.needs or getattr(study, spec.needs)]
+
+
+def render(name: str, study_dir, study=None) -> list[Path]:
+    """Draw figure `name` of the study in `study_dir` from its aggregated tables into
+    `study_dir/figures/<name>.png|pdf`."""
+    if name not in FIGURES:
+        raise ValueError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
+    spec = FIGURES[name]
+    study_dir = Path(study_dir)
+    tables = [pd.read_parquet(study_dir / f"{table}.parquet") for table in spec.inputs]
+    stem = study_dir / "figures" / name
+    return spec.draw(*tables, stem, study) if spec.needs else spec.draw(*tables, stem)
