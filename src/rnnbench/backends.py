@@ -14,6 +14,7 @@ import torch
 
 from . import clip, init, models
 from .config import RunConfig
+from .optim import torch_optimizer
 
 REFERENCE_CELLS = ("rnn", "lstm", "gru")
 REFERENCE_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
@@ -83,15 +84,8 @@ def build_initialised_model(cfg: RunConfig, task) -> torch.nn.Module:
 
 
 def make_optimizer(cfg: RunConfig, parameters):
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=cfg.lr)
-    if cfg.optimizer == "momentum":
-        return torch.optim.SGD(parameters, lr=cfg.lr, momentum=cfg.momentum)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=cfg.lr, betas=(cfg.momentum, 0.999), eps=1e-8)
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=cfg.lr, alpha=cfg.momentum, eps=1e-8)
-    raise ValueError(f"field 'optimizer': unknown value {cfg.optimizer!r}")
+    """The torch.optim optimiser of the run (the table: rnnbench.optim)."""
+    return torch_optimizer(cfg, parameters)
 
 
 def set_precision(device: str, precision: str):

@@ -11,7 +11,9 @@ import math
 
 import torch
 
-MODES = ("none", "norm", "value")
+from .optim import CLIP_MODES
+
+MODES = tuple(CLIP_MODES)  # the table: rnnbench.optim
 
 
 @torch.no_grad()

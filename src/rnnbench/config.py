@@ -13,8 +13,10 @@ import re
 import typing
 from dataclasses import dataclass, field, fields
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
-CLIPS = ("none", "norm", "value")
+from . import optim
+
+OPTIMIZERS = tuple(optim.OPTIMIZERS)   # the training rules' tables (rnnbench.optim)
+CLIPS = tuple(optim.CLIP_MODES)
 BACKENDS = ("auto", "torch", "numba", "ensemble")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float64")

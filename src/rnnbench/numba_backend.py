@@ -13,6 +13,7 @@ import numpy as np
 from . import reference
 from .backends import build_initialised_model
 from .config import RunConfig
+from .optim import NumpyOptimizer, numpy_clip
 from .tasks.losses import loss_grad, numpy_loss
 
 RNN_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -31,7 +32,7 @@ class NumbaBackend:
         self.params["head_weight"] = _numpy(head.weight, self.dtype)
         self.params["head_bias"] = _numpy(head.bias, self.dtype)
         self.hidden = rnn.hidden_size
-        self.optimizer = _Optimizer(cfg, self.params)
+        self.optimizer = NumpyOptimizer(cfg, self.params)
 
     # --- forward and readout ------------------------------------------------------------
     def _rnn_params(self):
@@ -84,7 +85,7 @@ class NumbaBackend:
 
     def step(self, batch):
         loss, grads = self.gradients(batch)
-        grad_norm, clipped = _clip(grads, self.cfg)
+        grad_norm, clipped = numpy_clip(grads, self.cfg)
         if math.isfinite(grad_norm):
             self.optimizer.update(self.params, grads)
         return loss, grad_norm, clipped
@@ -129,75 +130,3 @@ class NumbaBackend:
 
 def _numpy(tensor, dtype):
     return np.ascontiguousarray(tensor.detach().cpu().numpy().astype(dtype))
-
-
-def _clip(grads: dict, cfg) -> tuple[float, bool]:
-    """The same rule as `rnnbench.clip.clip_`: norm measured in float64 before clipping."""
-    norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
-    if cfg.clip == "none" or not math.isfinite(norm):
-        return norm, False
-    theta = cfg.clip_threshold
-    if cfg.clip == "norm":
-        if norm <= theta:
-            return norm, False
-        for g in grads.values():
-            g *= theta / norm
-        return norm, True
-    clipped = any(bool(np.any(np.abs(g) > theta)) for g in grads.values())
-    for g in grads.values():
-        np.clip(g, -theta, theta, out=g)
-    return norm, clipped
-
-
-class _Optimizer:
-    """torch.optim's SGD / SGD+momentum / Adam / RMSprop update rules, in place on numpy."""
-
-    def __init__(self, cfg: RunConfig, params: dict):
-        self.cfg = cfg
-        self.t = 0
-        self.slots = {name: {k: np.zeros_like(v) for k, v in params.items()}
-                      for name in self._slot_names()}
-
-    def _slot_names(self):
-        return {"sgd": (), "momentum": ("buf",), "adam": ("m", "v"),
-                "rmsprop": ("sq",)}[self.cfg.optimizer]
-
-    def update(self, params, grads):
-        cfg, lr = self.cfg, self.cfg.lr
-        self.t += 1
-        for k, p in params.items():
-            g = grads[k]
-            if cfg.optimizer == "sgd":
-                p -= lr * g
-            elif cfg.optimizer == "momentum":
-                buf = self.slots["buf"][k]
-                if self.t == 1:
-                    buf[:] = g                       # torch starts the buffer at the gradient
-                else:
-                    buf *= cfg.momentum
-                    buf += g
-                p -= lr * buf
-            elif cfg.optimizer == "adam":
-                beta1, beta2, eps = cfg.momentum, 0.999, 1e-8
-                m, v = self.slots["m"][k], self.slots["v"][k]
-                m *= beta1
-                m += (1 - beta1) * g
-                v *= beta2
-                v += (1 - beta2) * g * g
-                step_size = lr / (1 - beta1 ** self.t)
-                denom = np.sqrt(v) / math.sqrt(1 - beta2 ** self.t) + eps
-                p -= step_size * (m / denom)
-            else:  # rmsprop
-                alpha, eps = cfg.momentum, 1e-8
-                sq = self.slots["sq"][k]
-                sq *= alpha
-                sq += (1 - alpha) * g * g
-                p -= lr * g / (np.sqrt(sq) + eps)
-
-    def state_dict(self):
-        return {"t": self.t, "slots": {n: {k: v.copy() for k, v in s.items()}
-                                       for n, s in self.slots.items()}}
-
-    def load_state_dict(self, state):
-        self.t = state["t"]
-        self.slots = {n: {k: np.array(v) for k, v in s.items()} for n, s in state["slots"].items()}

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import records, tasks
+from .. import optim, records, tasks
 from ..backends import TorchBackend, resolve_device, set_precision
 from ..config import RunConfig
 from ..tasks import Task
@@ -53,9 +53,10 @@ from ..train import (RunResult, _evaluate, _fresh_state, _result, batch_seed,
 from .grouping import check_group
 from .stacked import StackedModel
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
-CLIP_MODES = ("none", "norm", "value")
-ADAM_BETA2, EPS = 0.999, 1e-8      # as backends.make_optimizer
+# The training rules' tables (rnnbench.optim); a member's optimiser and clip mode are indices
+# into these tuples.
+OPTIMIZERS = tuple(optim.OPTIMIZERS)
+CLIP_MODES = tuple(optim.CLIP_MODES)
 EVAL_BUDGET = 1 << 26              # elements of per-step working memory in one evaluation chunk
 
 
@@ -119,10 +120,9 @@ class StackedTrainer:
         self.present = sorted({s.optimizer for s in settings})
         self.t = torch.zeros(model.members, **f64)              # optimiser steps taken
         self.active = torch.ones(model.members, dtype=torch.bool, device=self.device)
-        slot_names = {"sgd": (), "momentum": ("buf",), "adam": ("m", "v"), "rmsprop": ("sq",)}
         self.slots = {name: {k: torch.zeros_like(p, memory_format=torch.contiguous_format).detach()
                              for k, p in model.params.items()}
-                      for opt in self.present for name in slot_names[opt]}
+                      for opt in self.present for name in optim.OPTIMIZERS[opt].slots}
         self._graph = None
         self._static = None
 
@@ -195,7 +195,7 @@ class StackedTrainer:
         first = self.t == 0
         beta1 = self.momentum                      # momentum / Adam beta1 / RMSprop alpha
         bc1 = 1 - torch.pow(beta1, t_next)
-        bc2_sqrt = torch.sqrt(1 - torch.pow(torch.full_like(beta1, ADAM_BETA2), t_next))
+        bc2_sqrt = torch.sqrt(1 - torch.pow(torch.full_like(beta1, optim.ADAM_BETA2), t_next))
         step_size = self.lr / bc1
         for k, p, g in zip(self.model.params.keys(), params, grads):
             new_p = p
@@ -213,16 +213,16 @@ class StackedTrainer:
                 elif opt == "adam":
                     m, v = self.slots["m"][k], self.slots["v"][k]
                     new_m = torch.lerp(m, g, view(1 - beta1))
-                    new_v = v * ADAM_BETA2 + (1 - ADAM_BETA2) * (g * g)
+                    new_v = v * optim.ADAM_BETA2 + (1 - optim.ADAM_BETA2) * (g * g)
                     m.copy_(torch.where(sel, new_m, m))
                     v.copy_(torch.where(sel, new_v, v))
-                    denom = torch.sqrt(new_v) / view(bc2_sqrt) + EPS
+                    denom = torch.sqrt(new_v) / view(bc2_sqrt) + optim.EPS
                     cand = p - view(step_size) * (new_m / denom)
                 else:  # rmsprop
                     sq = self.slots["sq"][k]
                     new_sq = sq * view(beta1) + view(1 - beta1) * (g * g)
                     sq.copy_(torch.where(sel, new_sq, sq))
-                    cand = p - lr * (g / (torch.sqrt(new_sq) + EPS))
+                    cand = p - lr * (g / (torch.sqrt(new_sq) + optim.EPS))
                 new_p = torch.where(sel, cand, new_p)
             p.copy_(new_p)
         self.t.copy_(torch.where(do, t_next, self.t))
