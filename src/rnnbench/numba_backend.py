@@ -28,11 +28,18 @@ class NumbaBackend:
         self.dtype = np.float64 if cfg.dtype == "float64" else np.float32
         self.model = build_initialised_model(cfg, task).double()  # kept for shared helpers
         rnn, head = self.model.rnn, self.model.head
-        self.params = {k: _numpy(getattr(rnn, f"{k}_l0"), self.dtype) for k in RNN_KEYS}
-        self.params["head_weight"] = _numpy(head.weight, self.dtype)
-        self.params["head_bias"] = _numpy(head.bias, self.dtype)
+        arrays = {k: _numpy(getattr(rnn, f"{k}_l0"), self.dtype) for k in RNN_KEYS}
+        arrays["head_weight"] = _numpy(head.weight, self.dtype)
+        arrays["head_bias"] = _numpy(head.bias, self.dtype)
+        # All parameters live in one buffer (self.params are views of it): clipping and the
+        # optimiser update are then a few numpy calls on one array instead of a few per array.
+        self.flat = np.concatenate([a.ravel() for a in arrays.values()])
+        self.params, offset = {}, 0
+        for k, a in arrays.items():
+            self.params[k] = self.flat[offset:offset + a.size].reshape(a.shape)
+            offset += a.size
         self.hidden = rnn.hidden_size
-        self.optimizer = NumpyOptimizer(cfg, self.params)
+        self.optimizer = NumpyOptimizer(cfg, {"all": self.flat})
 
     # --- forward and readout ------------------------------------------------------------
     def _rnn_params(self):
@@ -85,9 +92,11 @@ class NumbaBackend:
 
     def step(self, batch):
         loss, grads = self.gradients(batch)
-        grad_norm, clipped = numpy_clip(grads, self.cfg)
+        flat_grad = {"all": np.concatenate([grads[k].ravel() for k in self.params]).astype(
+            self.dtype, copy=False)}
+        grad_norm, clipped = numpy_clip(flat_grad, self.cfg)
         if math.isfinite(grad_norm):
-            self.optimizer.update(self.params, grads)
+            self.optimizer.update({"all": self.flat}, flat_grad)
         return loss, grad_norm, clipped
 
     # --- measurements -------------------------------------------------------------------
@@ -124,7 +133,8 @@ class NumbaBackend:
                 "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state):
-        self.params = {k: np.array(v, dtype=self.dtype) for k, v in state["params"].items()}
+        for k, v in state["params"].items():
+            self.params[k][...] = v  # into the views of the one parameter buffer
         self.optimizer.load_state_dict(state["optimizer"])
 
 
