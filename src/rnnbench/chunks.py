@@ -48,6 +48,7 @@ def estimate_seconds(cfg) -> float:
 
 def _numba_path(cfg) -> bool:
     return (cfg.cell in GATES and cfg.layers == 1 and not cfg.bidirectional
+            and not cfg.regularizer
             and cfg.backend in ("auto", "numba") and cfg.device in ("auto", "cpu"))
 
 

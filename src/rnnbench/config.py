@@ -42,6 +42,7 @@ class RunConfig:
     momentum: float = 0.9           # momentum (sgd+momentum), beta1 (adam), alpha (rmsprop)
     clip: str = "none"              # none | norm (global norm) | value (elementwise)
     clip_threshold: float = 1.0
+    regularizer: float = 0.0        # alpha of Pascanu 2013's Omega (rnnbench.regularizer); 0: off
     batch_size: int = 20
     steps: int = 1000
     eval_interval: int = 100
@@ -84,8 +85,12 @@ class RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **changes})
 
     def run_id(self) -> str:
-        """A short stable hash of every field: the same config always has the same id."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """A short stable hash of every field: the same config always has the same id.
+        regularizer is left out while 0 (off), so runs that do not use it kept their ids."""
+        values = self.to_dict()
+        if not values["regularizer"]:
+            del values["regularizer"]
+        blob = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
     def record(self) -> dict:
@@ -167,6 +172,8 @@ def validate(cfg: RunConfig) -> None:
         raise ValueError(f"field 'lr' must be a positive finite number, got {cfg.lr}")
     if not (cfg.clip_threshold > 0 and math.isfinite(cfg.clip_threshold)):
         raise ValueError(f"field 'clip_threshold' must be > 0, got {cfg.clip_threshold}")
+    if not (cfg.regularizer >= 0 and math.isfinite(cfg.regularizer)):
+        raise ValueError(f"field 'regularizer' must be >= 0 and finite, got {cfg.regularizer}")
     if not 0 <= cfg.momentum < 1:
         raise ValueError(f"field 'momentum' must be in [0, 1), got {cfg.momentum}")
     if cfg.divergence_factor <= 1:
@@ -186,3 +193,6 @@ def validate(cfg: RunConfig) -> None:
     _choice("init", cfg.init, init.schemes())
     models.check_options(cfg)      # activation known, options the cell accepts
     tasks.check(cfg.task, cfg.T, cfg.task_options)  # impossible lengths, unknown task options
+    if cfg.regularizer:
+        from .regularizer import check
+        check(cfg)                 # Omega: single-layer rnn cell on the torch backend only
