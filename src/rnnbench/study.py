@@ -12,6 +12,7 @@ study, the method and the field.
     axes: {T: [10, 50]}               # field -> values, crossed with each other
     exclude: [{method: LSTM, T: 10}]  # drop runs matching every key of one entry
     chunks: {per_core: 2}             # several runs per job (rnnbench.chunks)
+    paper: pascanu2013                # the paper analysis the workflow adds (rnnbench.papers)
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from .chunks import CHUNK_DEFAULTS, check_settings, plan
 from .config import EXPONENT_NUMBER, YAML_NUMBER_HINT, RunConfig, _coerce, field_names
 
 TOP_LEVEL_KEYS = ("study", "description", "seeds", "fixed", "methods", "axes", "exclude",
-                  "results_dir", "ensemble", "chunks")
+                  "results_dir", "ensemble", "chunks", "paper")
 ENSEMBLE_DEFAULTS = {"enabled": False, "members_per_job": 256}
 RESERVED = ("seed", "method")  # set by `seeds` and `methods`, never by fixed/overrides/axes
 
@@ -47,6 +48,7 @@ class Study:
     results_dir: str = "results"
     ensemble: dict = field(default_factory=lambda: dict(ENSEMBLE_DEFAULTS))
     chunks: dict = field(default_factory=lambda: dict(CHUNK_DEFAULTS))
+    paper: str = ""             # rnnbench.papers analysis of the study ("" = none)
 
     def jobs(self, cores: int = 1, finished=()) -> tuple[dict[str, list[str]],
                                                          dict[str, list[str]]]:
@@ -187,6 +189,7 @@ def load_study(source) -> Study:
         results_dir=str(data.get("results_dir", "results")),
         ensemble=_ensemble(data.get("ensemble") or {}, where),
         chunks=check_settings(data.get("chunks") or {}, where),
+        paper=_paper(data.get("paper"), where),
     )
     study.runs()  # validate every run now
     return study
@@ -231,6 +234,15 @@ def _ensemble(values, where) -> dict:
     if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
         raise ValueError(f"{where}: 'ensemble.members_per_job' must be an integer >= 1, got {cap!r}")
     return merged
+
+
+def _paper(name, where) -> str:
+    if name is None:
+        return ""
+    from .papers import NAMES  # a light module: the analyses import their plotting lazily
+    if name not in NAMES:
+        raise ValueError(f"{where}: 'paper' must be one of {list(NAMES)}, got {name!r}")
+    return name
 
 
 def run_folder(label: str, run_id: str) -> str:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from snakemake.utils import validate
 
+from rnnbench import papers
 from rnnbench.chunks import estimate_seconds
 from rnnbench.study import check_numbers_read_as_text, load_study
 
@@ -40,6 +41,8 @@ if workflow.is_main_process:
         Path(f"{STUDY_DIR}/chunks/{_chunk}.done").unlink(missing_ok=True)
 FIGURES = ("success_vs_T", "learning_curves", "grad_norms", "gradflow_vs_lag")
 TABLES = ("success", "longest_T")
+# The study's paper analysis (study key `paper`, rnnbench.papers): its tables and figures.
+PAPER_OUTPUTS = [f"{STUDY_DIR}/paper/{p}" for p in papers.outputs(STUDY.paper)] if STUDY.paper else []
 
 
 wildcard_constraints:
@@ -92,7 +95,7 @@ def group_out_dirs(wildcards):
 def final_outputs():
     tables = [f"{STUDY_DIR}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md")]
     figures = [f"{STUDY_DIR}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
-    return tables + figures
+    return tables + figures + PAPER_OUTPUTS
 
 
 @contextlib.contextmanager
