@@ -113,3 +113,10 @@ def plot_job(plot, input, output, log):
     """Body of a figure rule: plot(*input tables, stem) writes output.png and output.pdf."""
     with logged(log[0]):
         plot(*(pd.read_parquet(f) for f in input), str(Path(output.png).with_suffix("")))
+
+
+def paper_job(input, log):
+    """Body of the paper rule: the study's paper analysis from the aggregated tables."""
+    with logged(log[0]):
+        frames = (pd.read_parquet(f) for f in (input.runs, input.curves, input.gradflow))
+        papers.analyse(STUDY.paper, *frames, f"{STUDY_DIR}/paper")

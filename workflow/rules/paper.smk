@@ -13,6 +13,4 @@ if STUDY.paper:
             f"{STUDY_DIR}/logs/paper.log",
         localrule: True
         run:
-            with logged(log[0]):
-                frames = (pd.read_parquet(f) for f in (input.runs, input.curves, input.gradflow))
-                papers.analyse(STUDY.paper, *frames, f"{STUDY_DIR}/paper")
+            paper_job(input, log)
