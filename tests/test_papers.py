@@ -65,6 +65,14 @@ def test_paper_budget_header_states_its_estimate(path):
     assert int(stated.group(1)) == pytest.approx(hours, rel=0.15), (path.name, hours)
 
 
+def test_every_study_method_has_its_fixed_colour():
+    from rnnbench.plots import METHOD_COLOURS
+    for path in SCALED + BUDGET:
+        methods = list(load_study(path).methods)
+        assert set(methods) <= set(METHOD_COLOURS), (path.name, methods)
+        assert len({METHOD_COLOURS[m] for m in methods}) == len(methods), path.name
+
+
 def test_paper_budget_is_larger_than_the_scaled_study():
     for path in SCALED:
         small, big = load_study(path), load_study(STUDIES / "paper-budget" / path.name)

@@ -149,3 +149,12 @@ def test_run_id_unchanged_while_off():
     blob = json.dumps(old, sort_keys=True, default=str)
     assert cfg.run_id() == hashlib.sha1(blob.encode()).hexdigest()[:12]
     assert cfg.replace(regularizer=2.0).run_id() != cfg.run_id()
+
+
+def test_chunk_estimate_counts_the_loop_over_time():
+    """The chunk planner prices Omega's per-time-step autograd loop, not just its FLOPs."""
+    from rnnbench.chunks import LOOP_S_PER_TIMESTEP, estimate_seconds
+    cfg = RunConfig(task="adding", T=100, hidden=50, steps=1000)
+    with_omega = cfg.replace(regularizer=2.0)
+    extra = estimate_seconds(with_omega) - estimate_seconds(cfg.replace(backend="torch"))
+    assert extra == pytest.approx(1000 * 100 * LOOP_S_PER_TIMESTEP)
