@@ -29,4 +29,5 @@ include: "workflow/rules/paper.smk"
 rule all:
     input:
         final_outputs(),
+        PAPER_OUTPUTS,
     default_target: True

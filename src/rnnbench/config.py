@@ -19,6 +19,7 @@ BACKENDS = ("auto", "torch", "numba", "ensemble")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float64")
 PRECISIONS = ("fp32", "tf32", "bf16")
+ID_WHILE_ON = ("regularizer",)  # fields that enter the run id only when set (see run_id)
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,12 @@ class RunConfig:
 
     def run_id(self) -> str:
         """A short stable hash of every field: the same config always has the same id.
-        regularizer is left out while 0 (off), so runs that do not use it kept their ids."""
+        Fields of ID_WHILE_ON are left out while off (0), so that runs which do not use them
+        kept the ids they had before those fields existed."""
         values = self.to_dict()
-        if not values["regularizer"]:
-            del values["regularizer"]
+        for name in ID_WHILE_ON:
+            if not values[name]:
+                del values[name]
         blob = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 

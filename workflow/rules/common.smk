@@ -11,7 +11,6 @@ import pandas as pd
 
 from snakemake.utils import validate
 
-from rnnbench import papers
 from rnnbench.chunks import estimate_seconds
 from rnnbench.study import check_numbers_read_as_text, load_study
 
@@ -41,8 +40,6 @@ if workflow.is_main_process:
         Path(f"{STUDY_DIR}/chunks/{_chunk}.done").unlink(missing_ok=True)
 FIGURES = ("success_vs_T", "learning_curves", "grad_norms", "gradflow_vs_lag")
 TABLES = ("success", "longest_T")
-# The study's paper analysis (study key `paper`, rnnbench.papers): its tables and figures.
-PAPER_OUTPUTS = [f"{STUDY_DIR}/paper/{p}" for p in papers.outputs(STUDY.paper)] if STUDY.paper else []
 
 
 wildcard_constraints:
@@ -95,7 +92,7 @@ def group_out_dirs(wildcards):
 def final_outputs():
     tables = [f"{STUDY_DIR}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md")]
     figures = [f"{STUDY_DIR}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
-    return tables + figures + PAPER_OUTPUTS
+    return tables + figures
 
 
 @contextlib.contextmanager
@@ -113,10 +110,3 @@ def plot_job(plot, input, output, log):
     """Body of a figure rule: plot(*input tables, stem) writes output.png and output.pdf."""
     with logged(log[0]):
         plot(*(pd.read_parquet(f) for f in input), str(Path(output.png).with_suffix("")))
-
-
-def paper_job(input, log):
-    """Body of the paper rule: the study's paper analysis from the aggregated tables."""
-    with logged(log[0]):
-        frames = (pd.read_parquet(f) for f in (input.runs, input.curves, input.gradflow))
-        papers.analyse(STUDY.paper, *frames, f"{STUDY_DIR}/paper")

@@ -1,5 +1,12 @@
 # The study's paper tables and figures (study key `paper`; rnnbench.papers.analyse), under
 # <results>/<study>/paper/: the same files `rnnbench paper` writes into results/curated/<study>/.
+from rnnbench import papers
+
+PAPER_OUTPUTS = (
+    [f"{STUDY_DIR}/paper/{p}" for p in papers.outputs(STUDY.paper)] if STUDY.paper else []
+)
+
+
 if STUDY.paper:
 
     rule paper:
@@ -13,4 +20,5 @@ if STUDY.paper:
             f"{STUDY_DIR}/logs/paper.log",
         localrule: True
         run:
-            paper_job(input, log)
+            with logged(log[0]):
+                papers.analyse_files(STUDY.paper, input, f"{STUDY_DIR}/paper")

@@ -64,6 +64,14 @@ def analyse(name: str, runs, curves, gradflow, out_dir) -> list[Path]:
     return [out_dir / p for p in outputs(name)]
 
 
+def analyse_files(name: str, tables, out_dir) -> list[Path]:
+    """`analyse` from the aggregated files: `tables` maps runs, curves and gradflow to their
+    parquet paths (the workflow's paper rule passes its input)."""
+    import pandas as pd
+    return analyse(name, *(pd.read_parquet(tables[k]) for k in ("runs", "curves", "gradflow")),
+                   out_dir)
+
+
 def curate(study_dir, curated_root=None, paper: str | None = None):
     """Copy and thin a finished study's aggregated rows into curated_root/<study>/ and write its
     tables and figures there (see curated.py)."""
