@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.rnnbench-installed
 
-.PHONY: study test lint report clean-results setup
+.PHONY: study test lint report paper clean-results setup
 
 study: $(STAMP)                  ## the default study: config/config.yaml
 	$(VENV)/bin/snakemake --cores $(CORES) --profile profiles/default
@@ -20,6 +20,9 @@ test: $(STAMP)                   ## the test suite (CPU; GPU tests skip without 
 
 report: $(STAMP)                 ## HTML report of the default study
 	$(VENV)/bin/snakemake --profile profiles/default --report results/default/report.html
+
+paper: $(STAMP)                  ## every curated paper table and figure, from results/curated/
+	$(PY) -m rnnbench paper
 
 lint: $(STAMP)
 	$(VENV)/bin/snakemake --lint

@@ -23,9 +23,11 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/runs.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/paper.smk"
 
 
 rule all:
     input:
         final_outputs(),
+        PAPER_OUTPUTS,
     default_target: True

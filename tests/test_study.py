@@ -90,8 +90,10 @@ def test_load_from_yaml_file(tmp_path):
 
 def test_shipped_studies_load():
     assert len(load_study(ROOT / "config" / "config.yaml").runs()) == 3 * 3 * 3  # methods x T x seeds
-    big = load_study(ROOT / "config" / "studies" / "pascanu2013.yaml")
-    assert len(big.runs()) == 2 * 2 * 2 * 4 * 5
+    scaled = load_study(ROOT / "config" / "studies" / "pascanu2013.yaml")
+    assert len(scaled.runs()) == (2 * 2 + 1) * 2 * 3 * 3  # (inits x clip + Omega) x tasks x T x seeds
+    big = load_study(ROOT / "config" / "studies" / "paper-budget" / "pascanu2013.yaml")
+    assert len(big.runs()) == (2 * 2 + 1) * 2 * 4 * 5
 
 
 # --- validation messages ---------------------------------------------------------------------
@@ -175,7 +177,7 @@ def _validator(schema):
 
 
 def test_schema_accepts_shipped_studies(schema):
-    for path in [ROOT / "config" / "config.yaml", ROOT / "config" / "studies" / "pascanu2013.yaml"]:
+    for path in [ROOT / "config" / "config.yaml", *sorted((ROOT / "config" / "studies").rglob("*.yaml"))]:
         _validator(schema).validate(yaml.safe_load(path.read_text()))
 
 

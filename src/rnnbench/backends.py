@@ -35,8 +35,8 @@ def reference_covers(cfg: RunConfig) -> bool:
 
 
 def numba_supports(cfg: RunConfig) -> bool:
-    """The Numba backend trains single-layer, one-direction rnn/lstm/gru."""
-    return reference_covers(cfg) and not cfg.bidirectional
+    """The Numba backend trains single-layer, one-direction rnn/lstm/gru (without Omega)."""
+    return reference_covers(cfg) and not cfg.bidirectional and not cfg.regularizer
 
 
 def resolve_backend(cfg: RunConfig) -> str:
@@ -121,10 +121,16 @@ class TorchBackend:
         from .tasks.losses import torch_loss
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
-            out = self.model(self._tensor(batch.x))
-        loss = torch_loss(self.task.loss_kind, out.to(self.dtype), self._targets(batch.y))
-        loss.backward()
+        if self.cfg.regularizer:  # Pascanu 2013's Omega: the loop keeps every h_t in the graph
+            from .regularizer import loss_and_omega
+            loss, omega = loss_and_omega(self.model, self._tensor(batch.x),
+                                         self._targets(batch.y), self.task.loss_kind)
+            (loss + self.cfg.regularizer * omega).backward()
+        else:
+            with self.autocast():
+                out = self.model(self._tensor(batch.x))
+            loss = torch_loss(self.task.loss_kind, out.to(self.dtype), self._targets(batch.y))
+            loss.backward()
         grad_norm, clipped = clip.clip_(self.model.parameters(), self.cfg)
         if np.isfinite(grad_norm):
             self.optimizer.step()

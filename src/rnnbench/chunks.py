@@ -23,6 +23,7 @@ TORCH_SLOWDOWN = 3.0                        # autograd over small tensors: per-o
 STEP_OVERHEAD_S = 5e-4                      # data generation, loss, clipping, optimiser update
 PROFILE_BATCH = 64                          # sequences of a gradient-flow profile
 SVD_S_PER_H3 = 2.5e-9                       # one spectral norm of an H x H product, per H^3
+LOOP_S_PER_TIMESTEP = 2e-4                  # Omega's Python loop over time (rnnbench.regularizer)
 
 
 def estimate_seconds(cfg) -> float:
@@ -43,11 +44,14 @@ def estimate_seconds(cfg) -> float:
     seconds = cfg.steps * step + evaluations * evaluation + profiles * profile
     if not _numba_path(cfg):
         seconds *= TORCH_SLOWDOWN
+    if cfg.regularizer:  # Omega's loop: per-time-step autograd calls, not FLOPs, set its pace
+        seconds += cfg.steps * length * LOOP_S_PER_TIMESTEP
     return seconds
 
 
 def _numba_path(cfg) -> bool:
     return (cfg.cell in GATES and cfg.layers == 1 and not cfg.bidirectional
+            and not cfg.regularizer
             and cfg.backend in ("auto", "numba") and cfg.device in ("auto", "cpu"))
 
 

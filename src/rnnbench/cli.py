@@ -5,6 +5,8 @@
     rnnbench run-chunk SPEC.json                   # several runs in one process (the pipeline)
     rnnbench validate config/config.yaml          # expand and check a study, run nothing
     rnnbench list                                  # tasks, cells, activations, inits, plug-ins
+    rnnbench paper [STUDY ...]                     # curated tables + figures, from the rows
+    rnnbench paper --curate STUDY ...              # results/STUDY -> results/curated/STUDY
 
 Every command first loads the plug-ins (rnnbench.plugins): methods/*.py of the working
 directory, $RNNBENCH_PLUGINS, installed `rnnbench.plugins` entry points, and `--plugin PATH`.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -139,6 +142,37 @@ def _cmd_list(args) -> int:
     return 0
 
 
+def _cmd_paper(args) -> int:
+    import time
+
+    from . import papers
+    from .papers.curated import curated_bytes
+
+    start = time.perf_counter()
+    if args.curate:
+        if not args.studies:
+            raise ValueError("--curate needs the studies to curate (names under --results, "
+                             "or study result folders)")
+        names = []
+        for study in args.studies:
+            folder = study if Path(study).is_dir() else Path(args.results) / study
+            names.append(papers.curate(folder, args.curated, args.paper).name)
+            print(f"curated {folder} -> {Path(args.curated) / names[-1]}")
+        paths = [Path(args.curated) / name / rel for name in names
+                 for rel in papers.outputs(_paper_of(Path(args.curated) / name))]
+    else:
+        paths = papers.regenerate(args.studies or None, args.curated)
+    studies = sorted({p.parent.parent.name for p in paths})
+    print(f"{len(paths)} tables and figures of {len(studies)} curated studies "
+          f"({', '.join(studies) or 'none'}) written in {time.perf_counter() - start:.1f} s; "
+          f"{args.curated}: {curated_bytes(args.curated) / 2**20:.1f} MB")
+    return 0
+
+
+def _paper_of(curated_study: Path) -> str:
+    return json.loads((curated_study / "meta.json").read_text())["paper"]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="rnnbench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -163,6 +197,18 @@ def main(argv=None) -> int:
     p = sub.add_parser("list", help="list tasks, cells, activations, inits and plug-ins",
                        parents=[plugin])
     p.set_defaults(func=_cmd_list)
+    p = sub.add_parser("paper", help="paper studies: regenerate the curated tables and "
+                       "figures from their rows, or curate a finished study first")
+    p.add_argument("studies", nargs="*", help="curated studies (default: all); with --curate: "
+                   "study names under --results, or study result folders")
+    p.add_argument("--curate", action="store_true", help="copy + thin the studies' aggregated "
+                   "rows into the curated folder first")
+    p.add_argument("--results", default="results", help="results folder (default: results)")
+    p.add_argument("--curated", default="results/curated",
+                   help="curated folder (default: results/curated)")
+    p.add_argument("--paper", help="the analysis, when a study's name is not one of "
+                   "rnnbench.papers.NAMES")
+    p.set_defaults(func=_cmd_paper)
     args = parser.parse_args(argv)
     try:
         _load_plugins(args)  # before any config is read: plug-ins register its names

@@ -21,6 +21,7 @@ BACKENDS = ("auto", "torch", "numba", "ensemble")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float64")
 PRECISIONS = ("fp32", "tf32", "bf16")
+ID_WHILE_ON = ("match_params", "regularizer")  # fields that enter the run id only when set (see run_id)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class RunConfig:
     momentum: float = 0.9           # momentum (sgd+momentum), beta1 (adam), alpha (rmsprop)
     clip: str = "none"              # none | norm (global norm) | value (elementwise)
     clip_threshold: float = 1.0
+    regularizer: float = 0.0        # alpha of Pascanu 2013's Omega (rnnbench.regularizer); 0: off
     batch_size: int = 20
     steps: int = 1000
     eval_interval: int = 100
@@ -89,10 +91,12 @@ class RunConfig:
 
     def run_id(self) -> str:
         """A short stable hash of every field: the same config always has the same id.
-        match_params is left out while 0 (off), so runs that do not use it kept their ids."""
+        Fields of ID_WHILE_ON are left out while off (0), so that runs which do not use them
+        kept the ids they had before those fields existed."""
         values = self.to_dict()
-        if not values["match_params"]:
-            del values["match_params"]
+        for name in ID_WHILE_ON:
+            if not values[name]:
+                del values[name]
         blob = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
@@ -175,6 +179,8 @@ def validate(cfg: RunConfig) -> None:
         raise ValueError(f"field 'lr' must be a positive finite number, got {cfg.lr}")
     if not (cfg.clip_threshold > 0 and math.isfinite(cfg.clip_threshold)):
         raise ValueError(f"field 'clip_threshold' must be > 0, got {cfg.clip_threshold}")
+    if not (cfg.regularizer >= 0 and math.isfinite(cfg.regularizer)):
+        raise ValueError(f"field 'regularizer' must be >= 0 and finite, got {cfg.regularizer}")
     if not 0 <= cfg.momentum < 1:
         raise ValueError(f"field 'momentum' must be in [0, 1), got {cfg.momentum}")
     if cfg.divergence_factor <= 1:
@@ -193,3 +199,6 @@ def validate(cfg: RunConfig) -> None:
     _choice("init", cfg.init, init.schemes())
     models.check_options(cfg)      # cell and activation known, options the cell accepts
     tasks.check(cfg.task, cfg.T, cfg.task_options)  # impossible lengths, unknown task options
+    if cfg.regularizer:
+        from .regularizer import check
+        check(cfg)                 # Omega: single-layer rnn cell on the torch backend only

@@ -352,3 +352,36 @@ def _forest(ax, y, point, lo, hi, verdicts, limits):
         if off:  # name the value the open marker stands for
             ax.annotate("∞" if p > 1 else "0", (p, yi), xytext=(0, 7), textcoords="offset points",
                         ha="center", fontsize="small", color=colour)
+# --- fixed method colours --------------------------------------------------------------------
+# Okabe & Ito's colour-blind-safe palette, plus Tol's wine. A method keeps its colour in every
+# figure of every study (the paper figures of rnnbench.papers use this table); variants of a
+# method (e.g. clipping off) change the line style, not the colour.
+OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky blue": "#56B4E9",
+             "bluish green": "#009E73", "yellow": "#F0E442", "blue": "#0072B2",
+             "vermillion": "#D55E00", "reddish purple": "#CC79A7"}
+WINE = "#882255"
+METHOD_COLOURS = {
+    "tanh-RNN": OKABE_ITO["blue"], "tanh": OKABE_ITO["blue"],
+    "basic-tanh": OKABE_ITO["sky blue"], "smart-tanh": OKABE_ITO["blue"],
+    "smart-tanh+Omega": WINE,
+    "IRNN": OKABE_ITO["orange"], "relu": OKABE_ITO["orange"],
+    "linear": OKABE_ITO["black"],
+    "LSTM": OKABE_ITO["vermillion"], "GRU": OKABE_ITO["bluish green"],
+    "expRNN": OKABE_ITO["reddish purple"],
+}
+_SPARE = ("#999999", OKABE_ITO["yellow"], "#332288", "#44AA99", "#117733", "#DDCC77")
+
+
+def method_colour(method: str, index: int = 0) -> str:
+    """The fixed colour of a method; a method outside the table gets a spare colour by its
+    position `index` among the unknown methods of the figure."""
+    if method in METHOD_COLOURS:
+        return METHOD_COLOURS[method]
+    return _SPARE[index % len(_SPARE)]
+
+
+def method_colours(methods) -> dict:
+    """method -> colour for the methods of one figure (unknown ones get distinct spares)."""
+    unknown = [m for m in dict.fromkeys(methods) if m not in METHOD_COLOURS]
+    return {m: method_colour(m, unknown.index(m) if m in unknown else 0)
+            for m in dict.fromkeys(methods)}

@@ -20,6 +20,7 @@ Loading a study loads every plug-in source first (rnnbench.plugins.load_plugins)
 may use cells, activations, inits and tasks that plug-ins register. A run with `match_params`
 gets the hidden size that matches that parameter count (models.resolve_hidden) when the runs
 are expanded, so its id, folder and recorded `hidden` are the resolved ones.
+    paper: pascanu2013                # the paper analysis the workflow adds (rnnbench.papers)
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from .chunks import CHUNK_DEFAULTS, check_settings, plan
 from .config import EXPONENT_NUMBER, YAML_NUMBER_HINT, RunConfig, _coerce, field_names
 
 TOP_LEVEL_KEYS = ("study", "description", "seeds", "fixed", "methods", "axes", "exclude",
-                  "results_dir", "ensemble", "chunks", "compare", "plugins")
+                  "results_dir", "ensemble", "chunks", "compare", "plugins", "paper")
 ENSEMBLE_DEFAULTS = {"enabled": False, "members_per_job": 256}
 COMPARE_KEYS = ("baseline",)
 RESERVED = ("seed", "method")  # set by `seeds` and `methods`, never by fixed/overrides/axes
@@ -58,6 +59,7 @@ class Study:
     chunks: dict = field(default_factory=lambda: dict(CHUNK_DEFAULTS))
     compare: dict = field(default_factory=dict)  # {"baseline": method} or {} (no comparison)
     plugins: list = field(default_factory=list)  # absolute paths of the study's plug-ins
+    paper: str = ""             # rnnbench.papers analysis of the study ("" = none)
 
     def jobs(self, cores: int = 1, finished=()) -> tuple[dict[str, list[str]],
                                                          dict[str, list[str]]]:
@@ -207,6 +209,7 @@ def load_study(source, base_dir=None) -> Study:
         ensemble=_ensemble(data.get("ensemble") or {}, where),
         chunks=check_settings(data.get("chunks") or {}, where),
         plugins=plugins,
+        paper=_paper(data.get("paper"), where),
     )
     _check_plugin_cells(study.runs(), where)  # validate every run now
     if "compare" in data:
@@ -308,6 +311,15 @@ def _compare(values, study: Study, where) -> dict:
     from .compare import check_baseline_cells  # scipy: only for studies that compare
     check_baseline_cells(study.table(), baseline, f"{where}: compare")
     return {"baseline": baseline}
+
+
+def _paper(name, where) -> str:
+    if name is None:
+        return ""
+    from .papers import NAMES  # a light module: the analyses import their plotting lazily
+    if name not in NAMES:
+        raise ValueError(f"{where}: 'paper' must be one of {list(NAMES)}, got {name!r}")
+    return name
 
 
 def run_folder(label: str, run_id: str) -> str:

@@ -35,6 +35,8 @@ def why_not(cfg: RunConfig) -> str | None:
         return f"field 'layers': the ensemble engine stacks single-layer cells, got {cfg.layers}"
     if cfg.bidirectional:
         return "field 'bidirectional': the ensemble engine stacks one direction only"
+    if cfg.regularizer:
+        return "field 'regularizer': Omega needs the torch backend's per-step autograd"
     if cfg.precision == "bf16":
         return "field 'precision': the ensemble engine computes in fp32/tf32 (or float64), not bf16"
     return None
