@@ -38,9 +38,12 @@ def estimate_seconds(cfg) -> float:
     evaluations = cfg.steps // cfg.eval_interval + 1
     evaluation = cfg.eval_size * 2 * per_sequence / FLOPS_PER_SECOND
     profiles = 2 + (cfg.steps // cfg.diagnostics_every if cfg.diagnostics_every else 0)
-    width = 2 if cfg.cell == "lstm" else 1
-    profile = length * PROFILE_BATCH * (SVD_S_PER_H3 * width * hidden ** 3
-                                        + 2 * gates * hidden ** 3 / FLOPS_PER_SECOND)
+    if cfg.cell in GATES and cfg.layers == 1:  # the Jacobian-product instrument (per lag)
+        width = 2 if cfg.cell == "lstm" else 1
+        profile = length * PROFILE_BATCH * (SVD_S_PER_H3 * width * hidden ** 3
+                                            + 2 * gates * hidden ** 3 / FLOPS_PER_SECOND)
+    else:  # plug-in cells: one forward and backward of the profile batch through autograd
+        profile = PROFILE_BATCH * forward_backward / FLOPS_PER_SECOND
     seconds = cfg.steps * step + evaluations * evaluation + profiles * profile
     if not _numba_path(cfg):
         seconds *= TORCH_SLOWDOWN
