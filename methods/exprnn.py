@@ -59,10 +59,8 @@ class ExpRNN(nn.Module):
         self.hidden_size = hidden_size
         self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size))
         self.bias = nn.Parameter(torch.empty(hidden_size))  # modrelu's b
-        rows, cols = torch.triu_indices(hidden_size, hidden_size, offset=1)
-        self.register_buffer("upper_rows", rows, persistent=False)
-        self.register_buffer("upper_cols", cols, persistent=False)
-        self.log_recurrent = nn.Parameter(torch.zeros(len(rows)))  # the free entries of S
+        # the free entries of S, row by row (torch.triu_indices' order)
+        self.log_recurrent = nn.Parameter(torch.zeros(hidden_size * (hidden_size - 1) // 2))
         nn.init.kaiming_normal_(self.weight_ih, nonlinearity="relu")
         nn.init.uniform_(self.bias, -BIAS_BOUND, BIAS_BOUND)
         self._init_skew(INIT)
@@ -77,16 +75,16 @@ class ExpRNN(nn.Module):
             s = -torch.sqrt((1 - torch.cos(a)) / (1 + torch.cos(a)))
         else:
             raise ValueError(f"exprnn: INIT must be 'henaff' or 'cayley', got {init!r}")
-        # S[2i, 2i+1] = s_i: its index among the strictly upper-triangular entries
-        first = torch.arange(blocks) * 2
-        index = (self.upper_rows == first[:, None]) & (self.upper_cols == first[:, None] + 1)
-        self.log_recurrent[index.nonzero()[:, 1]] = s.to(self.log_recurrent.dtype)
+        # S[2i, 2i+1] = s_i, the first entry of row r = 2i, at index r n - r (r + 1) / 2
+        i = torch.arange(blocks)
+        self.log_recurrent[2 * i * self.hidden_size - i * (2 * i + 1)] = s.to(
+            self.log_recurrent.dtype)
 
     def skew(self) -> torch.Tensor:
         """A = S - Sᵀ, from the free entries of S."""
         h = self.hidden_size
-        upper = self.log_recurrent.new_zeros(h, h).index_put(
-            (self.upper_rows, self.upper_cols), self.log_recurrent)
+        rows, cols = torch.triu_indices(h, h, offset=1, device=self.log_recurrent.device)
+        upper = self.log_recurrent.new_zeros(h, h).index_put((rows, cols), self.log_recurrent)
         return upper - upper.T
 
     @property
@@ -99,7 +97,7 @@ class ExpRNN(nn.Module):
         xw = x @ self.weight_ih.T
         h = x.new_zeros(x.shape[0], self.hidden_size)
         states = []
-        for t in range(x.shape[1]):
-            h = modrelu(xw[:, t] + h @ w_hh.T, self.bias)
+        for xw_t in xw.unbind(1):  # unbind: one backward node for all steps (see template)
+            h = modrelu(xw_t + h @ w_hh.T, self.bias)
             states.append(h)
         return torch.stack(states, dim=1)  # per-step states: the gradient-flow profile reads them

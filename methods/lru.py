@@ -87,8 +87,8 @@ class LRU(nn.Module):
         bu = x.to(COMPLEX[x.dtype]) @ b_norm.T                  # (B, L, N): γ ⊙ (B u_t)
         state = bu.new_zeros(x.shape[0], self.hidden_size)
         states = []
-        for t in range(x.shape[1]):
-            state = lam * state + bu[:, t]
+        for bu_t in bu.unbind(1):  # unbind: one backward node for all steps (see template)
+            state = lam * state + bu_t
             states.append(state)
         states = torch.stack(states, dim=1)                      # (B, L, N) complex
         c = torch.complex(self.C_re, self.C_im)

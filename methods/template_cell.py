@@ -59,8 +59,10 @@ class ElmanCell(nn.Module):
         xw = x @ self.weight_ih.T + self.bias  # every step's input projection in one matmul
         h = x.new_zeros(x.shape[0], self.hidden_size)  # like x: the run's dtype and device
         states = []
-        for t in range(x.shape[1]):
-            h = torch.tanh(xw[:, t] + h @ self.weight_hh.T)
+        # unbind, not xw[:, t]: the backward of each indexing would fill a zero tensor of
+        # xw's full size, L times (quadratic in the length)
+        for xw_t in xw.unbind(1):
+            h = torch.tanh(xw_t + h @ self.weight_hh.T)
             states.append(h)
         # Stacking the per-step states lets the gradient-flow diagnostic follow dL/dh_t back
         # through the recurrence.
