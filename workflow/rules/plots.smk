@@ -1,7 +1,7 @@
 # Figures of the study, PNG (in the report) and PDF, drawn by rnnbench.plots.<function>(*inputs,
 # stem): the inputs are declared in the order of the function's arguments.
 from rnnbench import plots
-from rnnbench.compare import comparison_table
+from rnnbench.compare import compared_runs, comparison_table
 
 
 rule plot_success_vs_T:
@@ -89,12 +89,15 @@ rule plot_comparison:
         pdf=f"{RESULTS}/{{study}}/figures/comparison.pdf",
     params:
         baseline=STUDY.compare.get("baseline"),
+        settings=STUDY.compare,
     log:
         f"{RESULTS}/{{study}}/logs/plot_comparison.log",
     localrule: True
     run:
         plot_job(
-            lambda runs, stem: plots.comparison(comparison_table(runs, params.baseline), stem),
+            lambda runs, stem: plots.comparison(
+                comparison_table(compared_runs(runs, params.settings), params.baseline), stem
+            ),
             input,
             output,
             log,
