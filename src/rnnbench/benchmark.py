@@ -159,6 +159,7 @@ def compare_method(method: str, overrides: dict | None = None, benchmark=BENCHMA
     from .compare import comparison_table, leaderboard, select_tuned
     from .study import load_study
 
+    committed = _read_runs(baseline_runs, benchmark)  # before the (slower) expansion
     study = load_study(benchmark)
     baseline = baseline or study.compare.get("baseline")
     if not baseline:
@@ -166,7 +167,6 @@ def compare_method(method: str, overrides: dict | None = None, benchmark=BENCHMA
                          "compare: {baseline: <method>} in the benchmark")
     if method == baseline:
         raise ValueError(f"{method!r} is the baseline; compare another method with it")
-    committed = _read_runs(baseline_runs, benchmark)
     check_protocol(committed, study, f"{baseline_runs}")
     if baseline not in set(committed["method"]):
         raise ValueError(f"{baseline_runs}: no runs of the baseline {baseline!r} (methods there: "
