@@ -19,6 +19,19 @@ parameter count and `match_params`, and the diagnostics. Parameters whose name s
 the cell's own initialisation below) and give the spectral radius; every other parameter keeps
 the cell's own initialisation, drawn from the run's seed. A class attribute `gate_count = G`
 says that weight_hh stacks G square blocks (as LSTM's i, f, g, o); the default is 1.
+
+Two optional extras:
+
+    after_step(self)   # called on every instance after each optimiser step (torch backend,
+                       # without autograd): project parameters back onto a constraint, e.g.
+                       # methods/indrnn.py clips its recurrent weights to |u| <= 2^(1/T)
+    weight_hh          # a property (or buffer) giving a recurrent matrix the cell derives
+                       # from other parameters (methods/exprnn.py: expm(A)); the suite reads
+                       # it for the spectral radius when no weight_hh* parameter exists, and
+                       # the init schemes leave it alone (it is not a parameter)
+
+Name a recurrent parameter that is not an H x H matrix (a vector, a skew-symmetric matrix's
+free entries) so that it does not start with weight_hh: the init schemes would re-draw it.
 """
 import math
 
@@ -46,8 +59,10 @@ class ElmanCell(nn.Module):
         xw = x @ self.weight_ih.T + self.bias  # every step's input projection in one matmul
         h = x.new_zeros(x.shape[0], self.hidden_size)  # like x: the run's dtype and device
         states = []
-        for t in range(x.shape[1]):
-            h = torch.tanh(xw[:, t] + h @ self.weight_hh.T)
+        # unbind, not xw[:, t]: the backward of each indexing would fill a zero tensor of
+        # xw's full size, L times (quadratic in the length)
+        for xw_t in xw.unbind(1):
+            h = torch.tanh(xw_t + h @ self.weight_hh.T)
             states.append(h)
         # Stacking the per-step states lets the gradient-flow diagnostic follow dL/dh_t back
         # through the recurrence.

@@ -246,7 +246,9 @@ def test_leaderboard_ranks_and_ties():
 def test_write_comparison_writes_both_tables(tmp_path, runs):
     write_parquet(runs, tmp_path / "runs.parquet")
     out = write_comparison(tmp_path, "base")
-    assert sorted(out) == ["comparison", "comparison_md", "leaderboard", "leaderboard_md"]
+    assert sorted(out) == ["comparison", "comparison_md", "leaderboard", "leaderboard_md",
+                           "tuning", "tuning_md"]
+    assert pd.read_csv(out["tuning"]).empty  # nothing tuned without compare.tune
     back = pd.read_csv(out["comparison"])
     assert list(back.columns[:16]) == REQUIRED_COLUMNS
     assert np.isinf(back["loss_ratio"]).any()  # inf survives the CSV

@@ -134,6 +134,8 @@ class TorchBackend:
         grad_norm, clipped = clip.clip_(self.model.parameters(), self.cfg)
         if np.isfinite(grad_norm):
             self.optimizer.step()
+            if models.is_plugin(self.cfg.cell):
+                self.model.rnn.after_step()  # plug-in cells' after-step hooks (constraints)
         return float(loss.detach()), float(grad_norm), bool(clipped)
 
     @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Command line: `rnnbench run`, `rnnbench validate`, `rnnbench list`.
+"""Command line: `rnnbench run`, `rnnbench validate`, `rnnbench list`, `rnnbench compare`.
 
     rnnbench run task=adding T=100 cell=lstm steps=2000 --out results/adhoc/lstm
     rnnbench run --json '{"task": "copy", "T": 100}' --out DIR
@@ -7,6 +7,8 @@
     rnnbench list                                  # tasks, cells, activations, inits, plug-ins
     rnnbench paper [STUDY ...]                     # curated tables + figures, from the rows
     rnnbench paper --curate STUDY ...              # results/STUDY -> results/curated/STUDY
+    rnnbench compare my_rnn --cores 2              # my_rnn on the standing benchmark vs its
+                                                   # committed baseline runs (rnnbench.benchmark)
 
 Every command first loads the plug-ins (rnnbench.plugins): methods/*.py of the working
 directory, $RNNBENCH_PLUGINS, installed `rnnbench.plugins` entry points, and `--plugin PATH`.
@@ -173,6 +175,25 @@ def _paper_of(curated_study: Path) -> str:
     return json.loads((curated_study / "meta.json").read_text())["paper"]
 
 
+def _cmd_compare(args) -> int:
+    from .benchmark import TrainingFailed, compare_method, summary_lines
+
+    try:
+        result = compare_method(args.method, _parse_overrides(args.set),
+                                benchmark=args.benchmark, baseline=args.baseline,
+                                baseline_runs=args.baseline_runs, results_dir=args.results,
+                                cores=args.cores)
+    except TrainingFailed as exc:  # not bad input: the Snakemake log says what failed
+        print(f"rnnbench: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.method} vs {result.comparison['baseline'].iloc[0]}:"
+          if len(result.comparison) else f"{args.method}: no comparison rows")
+    print("\n".join(summary_lines(result.comparison, result.leaderboard, args.method)))
+    print("written:", ", ".join(str(result.files[k]) for k in
+                                ("comparison_md", "leaderboard_md", "tuning_md", "figure")))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="rnnbench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -209,6 +230,20 @@ def main(argv=None) -> int:
     p.add_argument("--paper", help="the analysis, when a study's name is not one of "
                    "rnnbench.papers.NAMES")
     p.set_defaults(func=_cmd_paper)
+    p = sub.add_parser("compare", parents=[plugin],
+                       help="train one method on the standing benchmark and compare it with "
+                            "the committed baseline runs")
+    p.add_argument("method", help="a cell name (cell: METHOD) or a method of the benchmark")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a run field of the method (repeatable), e.g. --set init=orthogonal")
+    p.add_argument("--cores", type=int, default=None, help="Snakemake's cores (default: all)")
+    p.add_argument("--baseline", help="baseline method (default: the benchmark's compare.baseline)")
+    p.add_argument("--benchmark", default="config/benchmark.yaml", help="the benchmark study")
+    p.add_argument("--baseline-runs", default="results/curated/benchmark/runs.parquet",
+                   help="the committed runs of the benchmark's methods")
+    p.add_argument("--results", default="results",
+                   help="results folder: writes <results>/compare-METHOD/")
+    p.set_defaults(func=_cmd_compare)
     args = parser.parse_args(argv)
     try:
         _load_plugins(args)  # before any config is read: plug-ins register its names

@@ -31,6 +31,15 @@ Leaderboard: a method solves a cell when its success rate >= threshold (0.5). Me
 ranked by cells solved (more first), then mean success rate over their cells (higher first),
 then the median over cells of the method's median loss relative to the best method's in that
 cell (lower first; the ratio rule above). Methods equal on all three share a rank.
+
+Tuning on validation seeds (study key `compare: {..., tune: lr, validation_seeds: [...]}`,
+`select_tuned`): the runs of the validation seeds choose, per method and cell, the value of the
+tuned axis with the lowest median final_eval_loss (diverged = +inf; ties: the first value in
+sorted order); the comparison and the leaderboard then use only the other (test) seeds' runs
+at that value, and never the test runs' losses to choose. The tuned column is renamed
+`tuned_<axis>` there, so that it is not a cell key: each method is compared at its own choice.
+The validation runs must be evaluated on other held-out sequences than the test runs (another
+`eval_seed`; the study loader checks this).
 """
 from __future__ import annotations
 
@@ -162,12 +171,13 @@ def _losses(x, name) -> np.ndarray:
 # --- tables ----------------------------------------------------------------------------------
 def cell_columns(runs: pd.DataFrame) -> list[str]:
     """The columns that define a cell: task, T, then every other configuration column that takes
-    more than one value within some method (an axis; never pooled). Columns that only differ
-    between methods describe the methods and are not cell keys."""
+    more than one value within some method's (task, T) (an axis; never pooled). Columns that
+    only differ between methods describe the methods and are not cell keys, nor are those that
+    follow from (task, T) within a method (a hidden size that match_params sets per task)."""
     first = [c for c in ("task", "T") if c in runs.columns]
     if runs.empty:
         return first
-    within = runs.groupby("method", dropna=False)
+    within = runs.groupby(["method", *first], dropna=False)
     extra = [c for c in config_columns(runs) if c not in ("method", *first)
              and within[c].nunique(dropna=False).max() > 1]
     return first + extra
@@ -290,21 +300,94 @@ def leaderboard(runs: pd.DataFrame, threshold: float = SUCCESS_THRESHOLD) -> pd.
     return board[LEADERBOARD_COLUMNS].reset_index(drop=True)
 
 
-def write_comparison(study_dir, baseline: str) -> dict[str, Path]:
-    """Read `study_dir`/runs.parquet and write tables/comparison.csv|md and
-    tables/leaderboard.csv|md atomically. Returns name -> path."""
+def write_comparison(study_dir, baseline: str, tune: str | None = None,
+                     validation_seeds=()) -> dict[str, Path]:
+    """Read `study_dir`/runs.parquet and write tables/comparison.csv|md,
+    tables/leaderboard.csv|md and tables/tuning.csv|md (the choices of `select_tuned`; empty
+    without `tune`) atomically. Returns name -> path."""
     if not baseline:
         raise ValueError(f"{study_dir}: no baseline to compare with; set the study key "
                          "compare: {baseline: <method name>}")
     study_dir = Path(study_dir)
     runs = pd.read_parquet(study_dir / "runs.parquet")
+    choices = pd.DataFrame(columns=["method", "task", "T"])
+    if tune:
+        runs, choices = select_tuned(runs, tune, validation_seeds)
     tables = study_dir / "tables"
     out = {}
     out["comparison"], out["comparison_md"] = write_table(comparison_table(runs, baseline),
                                                           tables / "comparison")
     out["leaderboard"], out["leaderboard_md"] = write_table(leaderboard(runs),
                                                             tables / "leaderboard")
+    out["tuning"], out["tuning_md"] = write_table(choices, tables / "tuning")
     return out
+
+
+def compared_runs(runs: pd.DataFrame, settings: dict) -> pd.DataFrame:
+    """The runs a study's comparison uses: with `tune` in the study's `compare` settings, the
+    test runs at the values chosen on the validation seeds (`select_tuned`); else all."""
+    if not settings.get("tune"):
+        return runs
+    return select_tuned(runs, settings["tune"], settings.get("validation_seeds", ()))[0]
+
+
+def select_tuned(runs: pd.DataFrame, tune: str, validation_seeds,
+                 score: str = "final_eval_loss") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Choose the value of the axis `tune` (e.g. lr) per method and cell on the validation
+    seeds' runs, and keep the test runs (every other seed) at that value.
+
+    The group of a choice is (method, task, T and any other cell key but `tune` and
+    eval_seed); its score is the median of `score` over the group's validation runs at one
+    value (diverged or NaN = +inf), the lowest wins, ties go to the first value in sorted
+    order. Returns (test runs at the chosen values, with column `tune` renamed
+    `tuned_<tune>`; one row per group: its keys, the chosen value, its validation median,
+    the number of validation runs and every candidate's median as text). A group without
+    validation runs, or without test runs at its chosen value, is a ValueError naming it."""
+    validation_seeds = list(validation_seeds)
+    missing = [c for c in ("method", "seed", tune, score) if c not in runs.columns]
+    if missing:
+        raise ValueError(f"tuning: runs table lacks column(s) {missing}")
+    if not validation_seeds:
+        raise ValueError(f"tuning {tune!r}: no validation seeds given")
+    keys = ["method"] + [c for c in cell_columns(runs) if c not in (tune, "eval_seed")]
+    is_validation = runs["seed"].isin(validation_seeds)
+    validation, test = runs[is_validation], runs[~is_validation]
+    if validation.empty or test.empty:
+        which = "validation" if validation.empty else "test"
+        raise ValueError(f"tuning {tune!r}: no {which} runs (validation seeds "
+                         f"{validation_seeds}, seeds present {sorted(runs['seed'].unique())})")
+    medians = (validation.assign(_loss=worst_if_diverged(validation[score],
+                                                         validation.get("diverged")))
+               .groupby(keys + [tune], sort=True, dropna=False)["_loss"]
+               .agg(["median", "size"]).reset_index())
+    choices = []
+    for group, g in medians.groupby(keys, sort=False, dropna=False):
+        best = g.sort_values([tune]).sort_values("median", kind="stable").iloc[0]
+        candidates = ", ".join(f"{v:g}: {m:.4g}" if isinstance(v, float) else f"{v}: {m:.4g}"
+                               for v, m in zip(g[tune], g["median"]))
+        choices.append({**dict(zip(keys, group if isinstance(group, tuple) else (group,))),
+                        tune: best[tune], "validation_median_loss": best["median"],
+                        "validation_runs": int(best["size"]), "candidates": candidates})
+    order = {m: i for i, m in enumerate(pd.unique(runs["method"]))}  # the study's order
+    choices = (pd.DataFrame(choices).assign(_rank=lambda c: c["method"].map(order))
+               .sort_values("_rank", kind="stable").drop(columns="_rank")
+               .reset_index(drop=True))
+    lacking = test[keys].drop_duplicates().merge(choices[keys], how="left", indicator=True)
+    lacking = lacking[lacking["_merge"] == "left_only"]
+    if len(lacking):
+        first = ", ".join(f"{k}={v}" for k, v in lacking.iloc[0][keys].items())
+        raise ValueError(f"tuning {tune!r}: no validation runs (seeds {validation_seeds}) for "
+                         f"{first}; the choice would have to look at test runs")
+    chosen = test.merge(choices[keys + [tune]], on=keys + [tune], how="inner")
+    without = choices[keys + [tune]].merge(chosen[keys].drop_duplicates(), how="left",
+                                           indicator=True)
+    without = without[without["_merge"] == "left_only"]
+    if len(without):
+        first = ", ".join(f"{k}={v}" for k, v in without.iloc[0][keys + [tune]].items())
+        raise ValueError(f"tuning {tune!r}: the value chosen on the validation runs has no "
+                         f"test runs: {first}")
+    chosen = chosen.rename(columns={tune: f"tuned_{tune}"})
+    return chosen.reset_index(drop=True), choices
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Callable
 import pandas as pd
 
 from . import plots
-from .compare import comparison_table
+from .compare import compared_runs, comparison_table
 
 TABLES = ("runs", "curves", "gradflow")  # what aggregation writes: <study_dir>/<name>.parquet
 
@@ -26,7 +26,9 @@ class FigureSpec:
 
 
 def _comparison(runs: pd.DataFrame, path_stem, study):
-    return plots.comparison(comparison_table(runs, study.compare["baseline"]), path_stem)
+    """The rows the comparison uses (with `compare.tune`: the test seeds at the chosen value)."""
+    table = comparison_table(compared_runs(runs, study.compare), study.compare["baseline"])
+    return plots.comparison(table, path_stem)
 
 
 FIGURES: dict[str, FigureSpec] = {

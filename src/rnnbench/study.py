@@ -13,6 +13,7 @@ study, the method and the field.
     exclude: [{method: LSTM, T: 10}]  # drop runs matching every key of one entry
     chunks: {per_core: 2}             # several runs per job (rnnbench.chunks)
     compare: {baseline: tanh-RNN}     # optional: compare every other method with this one
+                                      # (+ tune: lr, validation_seeds: [...]: rnnbench.compare)
     plugins: [my_cells.py]            # plug-in files/folders (rnnbench.plugins), relative to
                                       # the study file (to the working directory for a dict)
 
@@ -41,7 +42,7 @@ from .config import EXPONENT_NUMBER, YAML_NUMBER_HINT, RunConfig, _coerce, field
 TOP_LEVEL_KEYS = ("study", "description", "seeds", "fixed", "methods", "axes", "exclude",
                   "results_dir", "ensemble", "chunks", "compare", "plugins", "paper")
 ENSEMBLE_DEFAULTS = {"enabled": False, "members_per_job": 256}
-COMPARE_KEYS = ("baseline",)
+COMPARE_KEYS = ("baseline", "tune", "validation_seeds")
 RESERVED = ("seed", "method")  # set by `seeds` and `methods`, never by fixed/overrides/axes
 
 
@@ -309,8 +310,43 @@ def _compare(values, study: Study, where) -> dict:
         raise ValueError(f"{where}: 'compare.baseline' must be one of the methods "
                          f"{list(study.methods)}, got {baseline!r}")
     from .compare import check_baseline_cells  # scipy: only for studies that compare
-    check_baseline_cells(study.table(), baseline, f"{where}: compare")
-    return {"baseline": baseline}
+    table = study.table()
+    check_baseline_cells(table, baseline, f"{where}: compare")
+    settings = {"baseline": baseline}
+    if "tune" in values or "validation_seeds" in values:
+        settings.update(_tuning(values, study, table, f"{where}: compare"))
+    return settings
+
+
+def _tuning(values, study: Study, table: pd.DataFrame, where) -> dict:
+    """`tune: <axis>` with `validation_seeds: [...]` (rnnbench.compare.select_tuned): the axis is
+    swept, the validation seeds are some but not all of the study's seeds, and their runs are
+    evaluated on other held-out sequences (eval_seed) than the test runs."""
+    tune, seeds = values.get("tune"), values.get("validation_seeds")
+    if tune is None or seeds is None:
+        raise ValueError(f"{where}: 'tune' and 'validation_seeds' go together (choose the value "
+                         "of an axis on the validation seeds' runs)")
+    if not isinstance(tune, str) or tune not in study.axes or tune in ("task", "T"):
+        raise ValueError(f"{where}: 'tune' must name an axis of the study other than task and "
+                         f"T, one of {[a for a in study.axes if a not in ('task', 'T')]}; "
+                         f"got {tune!r}")
+    if not isinstance(seeds, list) or not seeds or not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        raise ValueError(f"{where}: 'validation_seeds' must be a non-empty list of seeds, "
+                         f"got {seeds!r}")
+    if not set(seeds) < set(study.seeds):
+        raise ValueError(f"{where}: 'validation_seeds' {seeds} must be some of the study's seeds "
+                         f"{study.seeds}, leaving at least one test seed")
+    is_validation = table["seed"].isin(seeds)
+    validation = set(table.loc[is_validation, "eval_seed"])
+    test = set(table.loc[~is_validation, "eval_seed"])
+    if validation & test:
+        raise ValueError(
+            f"{where}: the validation runs (seeds {seeds}) would be evaluated on the test runs' "
+            f"held-out sequences (eval_seed {sorted(validation & test)}); give them another "
+            "eval_seed: an axis eval_seed with exclude entries pairing each value with its "
+            "seeds, as config/benchmark.yaml does")
+    return {"tune": tune, "validation_seeds": list(seeds)}
 
 
 def _paper(name, where) -> str:

@@ -32,7 +32,8 @@ rule aggregate:
             aggregate_study(f"{RESULTS}/{wildcards.study}", STUDY)
 
 
-# Study key `compare`: every other method against the baseline, and a leaderboard of all.
+# Study key `compare`: every other method against the baseline, and a leaderboard of all (with
+# `tune`, on the test seeds' runs at the value chosen on the validation seeds).
 rule compare:
     input:
         runs=f"{RESULTS}/{{study}}/runs.parquet",
@@ -49,11 +50,17 @@ rule compare:
             category="Tables",
         ),
         leaderboard_md=f"{RESULTS}/{{study}}/tables/leaderboard.md",
+        # compare.tune: the value chosen per method and cell on the validation seeds (else empty)
+        tuning=f"{RESULTS}/{{study}}/tables/tuning.csv",
+        tuning_md=f"{RESULTS}/{{study}}/tables/tuning.md",
     params:
         baseline=STUDY.compare.get("baseline"),
+        tune=STUDY.compare.get("tune"),
+        validation_seeds=STUDY.compare.get("validation_seeds", []),
     log:
         f"{RESULTS}/{{study}}/logs/compare.log",
     localrule: True
     run:
         with logged(log[0]):
-            write_comparison(f"{RESULTS}/{wildcards.study}", params.baseline)
+            write_comparison(f"{RESULTS}/{wildcards.study}", params.baseline, params.tune,
+                             params.validation_seeds)

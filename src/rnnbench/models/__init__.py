@@ -209,14 +209,19 @@ def resolve_hidden(cfg):
     if not cfg.match_params:
         return cfg
     key = json.dumps({k: v for k, v in cfg.to_dict().items()
-                      if k not in ("hidden", "seed", "method")}, sort_keys=True, default=str)
-    if key not in _MATCHED:  # one search per config up to hidden, seed and method
+                      if k not in ("hidden", *TRAINING_FIELDS)}, sort_keys=True, default=str)
+    if key not in _MATCHED:  # one search per model: a sweep of lr x seeds searches once
         from .. import tasks
         _MATCHED[key] = match_hidden(cfg, tasks.make(cfg.task, cfg.T, **cfg.task_options))
     return _with_hidden(cfg, _MATCHED[key]) if _MATCHED[key] != cfg.hidden else cfg
 
 
 _MATCHED: dict[str, int] = {}
+# Fields of the training loop, which never change a model's parameter count (a cell's shape
+# must not depend on them): left out of the key of resolve_hidden's cache.
+TRAINING_FIELDS = ("seed", "method", "optimizer", "lr", "momentum", "clip", "clip_threshold",
+                   "batch_size", "steps", "eval_interval", "eval_size", "eval_seed",
+                   "early_stop", "divergence_factor", "diagnostics_every", "checkpoint_every")
 
 
 def _with_hidden(cfg, hidden: int):

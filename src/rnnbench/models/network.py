@@ -51,8 +51,9 @@ def spectral_radius(model: nn.Module) -> float:
 
     For gated cells the max over the gate blocks (each H x H) of their spectral radii; for the
     plain rnn (one block) the spectral radius of weight_hh_l0 itself. Accepts a SequenceModel or
-    a bare stack. Computed in float64 on the CPU. A plug-in stack's first weight_hh* parameter
-    of layer 0 stands for weight_hh_l0; NaN when it has none or its blocks are not square.
+    a bare stack. Computed in float64 on the CPU. A plug-in stack's `recurrent_weight()` (the
+    first weight_hh* parameter of layer 0, else the cell's derived `weight_hh` matrix) stands
+    for weight_hh_l0; NaN when it has none or its blocks are not square.
     """
     rnn = getattr(model, "rnn", model)
     weight = getattr(rnn, "weight_hh_l0", None)

@@ -15,6 +15,10 @@ class's own `gate_count` attribute if it has one, else 1.
 
 Instances live in `self.cells` under nn.RNN's suffixes (`l0`, `l0_reverse`, `l1`, ...), so the
 parameters are named `cells.l0.<the cell's names>`.
+
+Optional, per cell class: `after_step()`, which `after_step` here calls on every instance (the
+torch backend does after each optimiser step), and a `weight_hh` attribute (a property or
+buffer) that `recurrent_weight` returns when the cell has no weight_hh* parameter.
 """
 from __future__ import annotations
 
@@ -93,11 +97,25 @@ class PluginStack(nn.Module):
         return out
 
     def recurrent_weight(self) -> torch.Tensor | None:
-        """The first weight_hh* parameter of layer 0's forward instance, if any."""
-        for name, p in self.cells["l0"].named_parameters():
+        """The first weight_hh* parameter of layer 0's forward instance, else its `weight_hh`
+        attribute when that is a matrix the cell derives from other parameters (a property
+        or buffer, which the init schemes do not touch), else None."""
+        cell = self.cells["l0"]
+        for name, p in cell.named_parameters():
             if name.rsplit(".", 1)[-1].startswith("weight_hh"):
                 return p
-        return None
+        derived = getattr(cell, "weight_hh", None)
+        return derived if isinstance(derived, torch.Tensor) else None
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Call `after_step()` of every cell instance that defines it (the torch backend does
+        this after each optimiser step): where a cell projects its parameters back onto a
+        constraint set, e.g. IndRNN's |u| <= 2^(1/T)."""
+        for cell in self.cells.values():
+            hook = getattr(cell, "after_step", None)
+            if callable(hook):
+                hook()
 
     def extra_repr(self) -> str:
         return (f"{self.cell_name!r}, {self.input_size}, {self.hidden_size}, "
