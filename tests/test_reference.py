@@ -284,6 +284,176 @@ def test_exploding_products_give_inf_not_nan():
     np.testing.assert_allclose(profile["jacobian_norm"][:1000], 2.0 ** np.arange(1000), rtol=1e-9)
 
 
+# --- the fast jacobian_norm (Numba kernel, certified Lanczos) against the numpy reference ---
+
+RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
+CELL_ACTIVATIONS = [("rnn", a) for a in RNN_ACTIVATIONS] + [("lstm", "tanh"), ("gru", "tanh")]
+
+
+def both_profiles(cell, params, x, h0, c0=None, activation="tanh"):
+    fast = ref.jacobian_profile(cell, params, x, h0, c0, activation=activation)
+    reference = ref.jacobian_profile(cell, params, x, h0, c0, activation=activation,
+                                     method="numpy")
+    return fast, reference
+
+
+def assert_same_profile(fast, reference):
+    """jacobian_norm to 1e-10 (inf, 0 and NaN in the same places); the other columns come from
+    the same code for both methods, so they are identical."""
+    for column in ("lag", "grad_norm", "bound", "forget_product"):
+        np.testing.assert_array_equal(fast[column], reference[column], err_msg=column)
+    np.testing.assert_allclose(fast["jacobian_norm"], reference["jacobian_norm"], rtol=1e-10,
+                               atol=0, err_msg="jacobian_norm")
+
+
+def scaled_case(cell, radius, T=80, B=4, I=3, H=16, seed=0, orthogonal=False):
+    """Random inputs whose recurrent gate blocks have spectral radius `radius` (products that
+    vanish, stay or explode), or are radius × an orthogonal matrix (all singular values of a
+    block equal: nearly equal top singular values of the products)."""
+    params, x, h0, c0, _ = random_case(cell, T, B, I, H, seed=seed)
+    blocks = []
+    for g in range(GATES[cell]):
+        if orthogonal:
+            block = _orthogonal(H, seed=seed + 10 * g)
+        else:
+            block = np.random.default_rng([seed, g]).standard_normal((H, H))
+            block /= np.abs(np.linalg.eigvals(block)).max()
+        blocks.append(radius * block)
+    params["weight_hh"] = np.concatenate(blocks)
+    return params, x, h0, c0
+
+
+@pytest.mark.parametrize("radius", [0.5, 1.0, 1.5])
+@pytest.mark.parametrize("cell,activation", CELL_ACTIVATIONS)
+def test_fast_jacobian_norm_equals_the_reference(cell, activation, radius):
+    params, x, h0, c0 = scaled_case(cell, radius, seed=3)
+    assert_same_profile(*both_profiles(cell, params, x, h0, c0, activation))
+
+
+@pytest.mark.parametrize("radius", [0.9, 1.1])
+@pytest.mark.parametrize("cell,activation", CELL_ACTIVATIONS)
+def test_fast_jacobian_norm_with_nearly_equal_top_singular_values(cell, activation, radius):
+    params, x, h0, c0 = scaled_case(cell, radius, seed=5, orthogonal=True)
+    assert_same_profile(*both_profiles(cell, params, x, h0, c0, activation))
+
+
+def test_fast_jacobian_norm_of_default_init_and_irnn_products():
+    """PyTorch's default init (top singular values of the products within 10-25 % of each
+    other for all lags) at the diagnostics' size, and the IRNN (relu, W_hh = I: diagonal
+    products whose top singular value is many-fold)."""
+    params, x, h0, _, _ = random_case("rnn", 100, 8, 2, 32, seed=7)
+    bound = 1.0 / np.sqrt(32)
+    params["weight_hh"] = np.random.default_rng(8).uniform(-bound, bound, (32, 32))
+    assert_same_profile(*both_profiles("rnn", params, x, h0, activation="tanh"))
+    params["weight_hh"] = np.eye(32)
+    assert_same_profile(*both_profiles("rnn", params, x, h0, activation="relu"))
+    counts = np.zeros(4, dtype=np.int64)       # Lanczos stops at once; another proof certifies
+    diagnostics._jacobian_norm_numba(ref.forward_states("rnn", params, x, h0, None, "relu"),
+                                     counts=counts)
+    assert counts[3] > 0 and counts[1] == 0
+
+
+@pytest.mark.parametrize("a", [0.5, 2.0])
+def test_fast_jacobian_norm_underflow_and_overflow_match_the_reference(a):
+    """a Q: products vanish to 0 (exp of the log scale underflows) or explode to inf."""
+    params, x, h0, _, _ = random_case("rnn", 1100, 2, 2, 3, seed=12)
+    params["weight_hh"] = a * _orthogonal(3, seed=1)
+    fast, reference = both_profiles("rnn", params, x, h0, activation="identity")
+    assert_same_profile(fast, reference)
+    assert fast["jacobian_norm"][-1] == (np.inf if a > 1 else 0.0)
+    assert not np.isnan(fast["jacobian_norm"]).any()
+
+
+@pytest.mark.parametrize("H", [1, 2, 5])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_fast_jacobian_norm_small_hidden_and_float32(cell, H):
+    params, x, h0, c0, _ = random_case(cell, 30, 3, 2, H, dtype=np.float32, seed=H, scale=1.2)
+    assert_same_profile(*both_profiles(cell, params, x, h0, c0))
+
+
+@pytest.mark.parametrize("cell,activation", [("rnn", "tanh"), ("lstm", "tanh"), ("gru", "tanh")])
+def test_fast_path_certifies_by_lanczos_and_its_fallbacks_are_exact(cell, activation):
+    """The kernel itself answers (no silent hand-back to numpy), mostly by Lanczos; limited
+    to one Lanczos step it leans on the Cholesky certificate and the exact solver, with the
+    same result."""
+    params, x, h0, c0 = scaled_case(cell, 1.0, seed=11)
+    states = ref.forward_states(cell, params, x, h0, c0, activation)
+    reference = diagnostics._jacobian_norm_numpy(states)
+    counts = np.zeros(4, dtype=np.int64)
+    np.testing.assert_allclose(diagnostics._jacobian_norm_numba(states, counts=counts),
+                               reference, rtol=1e-10)
+    lanczos, exact, _, cholesky = counts
+    assert lanczos + exact + cholesky == (len(x) - 1) * len(h0) and lanczos > exact + cholesky
+    counts[:] = 0
+    np.testing.assert_allclose(diagnostics._jacobian_norm_numba(states, max_steps=1,
+                                                                counts=counts),
+                               reference, rtol=1e-10)
+    assert counts[1] > 0
+
+
+def test_non_finite_products_behave_as_in_the_reference():
+    """NaN weights: the kernel hands the profile to the reference, which raises, as before."""
+    params, x, h0, _, _ = random_case("rnn", 6, 2, 2, 3, seed=1)
+    params["weight_hh"][0, 0] = np.nan
+    for method in ("numba", "numpy"):
+        with pytest.raises(np.linalg.LinAlgError):
+            ref.jacobian_profile("rnn", params, x, h0, method=method)
+
+
+def test_unknown_method_is_a_value_error():
+    params, x, h0, _, _ = random_case("rnn", 4, 2, 2, 3)
+    with pytest.raises(ValueError, match="method"):
+        ref.jacobian_profile("rnn", params, x, h0, method="svd")
+
+
+def _symmetric_cases():
+    rng = np.random.default_rng(0)
+    R = rng.standard_normal((12, 12))
+    spread = rng.standard_normal((12, 12)) * np.logspace(0, -8, 12)
+    Q = _orthogonal(12, seed=2)
+    return {"random": R @ R.T, "graded": spread @ spread.T,
+            "rank 3": R[:, :3] @ R[:, :3].T, "zero": np.zeros((12, 12)),
+            "repeated top": Q @ np.diag([3.0, 3.0, 3.0] + [1.0] * 9) @ Q.T,
+            "close top": Q @ np.diag([3.0, 3.0 - 1e-9] + list(np.linspace(0, 2, 10))) @ Q.T,
+            "diagonal": np.diag(rng.uniform(0, 5, 12)),
+            "large off-diagonal": np.full((12, 12), 4.0) + np.eye(12),
+            "1x1": np.array([[2.5]]), "2x2": np.array([[1.0, 2.0], [2.0, -1.0]])}
+
+
+@pytest.mark.parametrize("name", list(_symmetric_cases()))
+def test_exact_largest_eigenvalue_of_the_fallback(name):
+    gram = _symmetric_cases()[name]
+    n = len(gram)
+    scratch = [np.empty((n, n))] + [np.empty(n) for _ in range(5)]
+    top = diagnostics._largest_eigenvalue(gram, *scratch)
+    exact = np.linalg.eigvalsh(gram)[-1]
+    assert abs(top - exact) <= 1e-13 * max(np.abs(gram).max(), 1e-300) + 1e-300
+
+
+@pytest.mark.parametrize("name", ["random", "graded", "rank 3", "repeated top", "close top"])
+def test_lanczos_value_is_a_certified_lower_bound(name):
+    """A certified value L satisfies L ≤ λ_max ≤ L(1 + rtol) (rounding aside); where the
+    certificate fails, −L is still a lower bound."""
+    w, V = np.linalg.eigh(_symmetric_cases()[name])
+    R = np.ascontiguousarray(V * np.sqrt(np.clip(w, 0, None)) @ _orthogonal(12, seed=3))
+    exact = np.linalg.eigvalsh(R @ R.T)[-1]
+    n, steps = 12, 12
+    u = np.zeros(n)
+    u[0] = 1.0
+    scratch = dict(basis=np.empty((steps + 1, n)), images=np.empty((steps, n)),
+                   alpha=np.empty(steps), beta=np.empty(steps), ritz=np.empty(steps),
+                   pivots=np.empty(steps), w=np.empty(n), scratch=np.empty(n))
+    value = diagnostics._lanczos_top_eigenvalue(
+        R, (R * R).sum(), u, scratch["basis"], scratch["images"], scratch["alpha"],
+        scratch["beta"], scratch["ritz"], scratch["pivots"], scratch["w"], scratch["scratch"],
+        steps, np.zeros(4, dtype=np.int64))
+    if value > 0:
+        assert value <= exact * (1 + 1e-13)
+        assert exact <= value * (1 + diagnostics.EIGENVALUE_RTOL) * (1 + 1e-13)
+    else:
+        assert -value <= exact * (1 + 1e-13)
+
+
 # --- the vectorised elementwise math -------------------------------------------------------
 
 def test_elementwise_math_block_is_identical_in_every_cell_file():
