@@ -11,7 +11,8 @@ Public API
     h        = forward(cell, params, x, h0, c0=None, activation="tanh")
     states   = forward_states(cell, params, x, h0, c0=None, activation="tanh")
     grads    = backward(states, grad_h, return_dh=False)
-    profile  = jacobian_profile(cell, params, x, h0, c0=None, activation="tanh", grad_last=None)
+    profile  = jacobian_profile(cell, params, x, h0, c0=None, activation="tanh", grad_last=None,
+                               method="numba")   # or "numpy", the reference it is tested against
 
 `grad_h` (T, B, H) is dLoss/dh_t for every output state (the external gradient); BPTT adds the
 recurrent part. `grads` has weight_ih, weight_hh, bias_ih, bias_hh, x, h0 (and c0 for lstm), in
