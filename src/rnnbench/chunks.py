@@ -15,6 +15,8 @@ import hashlib
 import math
 from dataclasses import dataclass
 
+from .config import merge_settings
+
 CHUNK_DEFAULTS = {"enabled": True, "per_core": 2, "max_minutes": 30.0}
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}     # weight blocks per cell; plug-in cells count as 1
@@ -75,15 +77,7 @@ class Chunk:
 
 def check_settings(values, where: str) -> dict:
     """The study's `chunks` mapping, defaults filled; ValueError naming the bad key."""
-    if not isinstance(values, dict):
-        raise ValueError(f"{where}: 'chunks' must be a mapping, got {type(values).__name__}")
-    unknown = sorted(set(values) - set(CHUNK_DEFAULTS))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown} in 'chunks'; "
-                         f"allowed: {list(CHUNK_DEFAULTS)}")
-    merged = {**CHUNK_DEFAULTS, **values}
-    if not isinstance(merged["enabled"], bool):
-        raise ValueError(f"{where}: 'chunks.enabled' must be true or false")
+    merged = merge_settings(values, CHUNK_DEFAULTS, "chunks", where)
     per_core = merged["per_core"]
     if isinstance(per_core, bool) or not isinstance(per_core, int) or per_core < 0:
         raise ValueError(f"{where}: 'chunks.per_core' must be an integer >= 0, got {per_core!r}")

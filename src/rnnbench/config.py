@@ -158,6 +158,21 @@ def _yaml_number_hint(value, allowed) -> str:
     return ""
 
 
+def merge_settings(values, defaults: dict, key: str, where: str) -> dict:
+    """A study's settings mapping (e.g. `chunks`, `ensemble`) with its defaults filled in;
+    ValueError naming `key` for a non-mapping, an unknown sub-key or a non-boolean `enabled`."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: '{key}' must be a mapping, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown} in '{key}'; "
+                         f"allowed: {list(defaults)}")
+    merged = {**defaults, **values}
+    if "enabled" in merged and not isinstance(merged["enabled"], bool):
+        raise ValueError(f"{where}: '{key}.enabled' must be true or false")
+    return merged
+
+
 def _choice(name, value, allowed):
     if value not in allowed:
         raise ValueError(f"field '{name}': unknown value {value!r}; allowed: {sorted(allowed)}")

@@ -37,7 +37,8 @@ import pandas as pd
 import yaml
 
 from .chunks import CHUNK_DEFAULTS, check_settings, plan
-from .config import EXPONENT_NUMBER, YAML_NUMBER_HINT, RunConfig, _coerce, field_names
+from .config import (EXPONENT_NUMBER, YAML_NUMBER_HINT, RunConfig, _coerce, field_names,
+                     merge_settings)
 
 TOP_LEVEL_KEYS = ("study", "description", "seeds", "fixed", "methods", "axes", "exclude",
                   "results_dir", "ensemble", "chunks", "compare", "plugins", "paper")
@@ -280,15 +281,7 @@ def _build(values: dict, where: str) -> RunConfig:
 
 
 def _ensemble(values, where) -> dict:
-    if not isinstance(values, dict):
-        raise ValueError(f"{where}: 'ensemble' must be a mapping, got {type(values).__name__}")
-    unknown = sorted(set(values) - set(ENSEMBLE_DEFAULTS))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown} in 'ensemble'; "
-                         f"allowed: {list(ENSEMBLE_DEFAULTS)}")
-    merged = {**ENSEMBLE_DEFAULTS, **values}
-    if not isinstance(merged["enabled"], bool):
-        raise ValueError(f"{where}: 'ensemble.enabled' must be true or false")
+    merged = merge_settings(values, ENSEMBLE_DEFAULTS, "ensemble", where)
     cap = merged["members_per_job"]
     if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
         raise ValueError(f"{where}: 'ensemble.members_per_job' must be an integer >= 1, got {cap!r}")
