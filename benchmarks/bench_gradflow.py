@@ -26,6 +26,7 @@ import scipy
 import scipy.linalg.cython_blas  # noqa: F401 - load the BLAS numba calls, so threadpoolctl sees it
 import threadpoolctl
 
+from bench_reference import best_times  # this script's folder is on sys.path
 from rnnbench import reference
 from rnnbench.config import RunConfig
 from rnnbench.numba_backend import NumbaBackend
@@ -36,22 +37,6 @@ from rnnbench.tasks.losses import loss_grad
 # diagonal with a many-fold top singular value
 CELLS = ("rnn:tanh", "rnn:relu", "rnn:identity", "rnn:sigmoid", "lstm:tanh", "gru:tanh",
          "rnn:relu:identity")
-
-
-def best_times(calls, min_time: float, min_reps: int, max_reps: int) -> list[float]:
-    """Best (minimum) CPU seconds per call of each function, after one warm-up call each,
-    alternating the calls so that load from other processes hits both alike."""
-    for call in calls:
-        call()
-    best = [float("inf")] * len(calls)
-    reps, start = 0, time.perf_counter()
-    while reps < min_reps or (time.perf_counter() - start < min_time and reps < max_reps):
-        for i, call in enumerate(calls):
-            t0 = time.process_time()
-            call()
-            best[i] = min(best[i], time.process_time() - t0)
-        reps += 1
-    return best
 
 
 def profile_inputs(cell: str, activation: str, H: int, T: int, seed: int = 0,
@@ -112,7 +97,8 @@ def main(argv=None):
                     results[method] = reference.jacobian_profile(*inputs, method=method)
 
                 t_numpy, t_numba = best_times([lambda: call("numpy"), lambda: call("numba")],
-                                              min_time, min_reps, max_reps)
+                                              min_time, min_reps, max_reps,
+                                              clock=time.process_time)
                 old, new = results["numpy"]["jacobian_norm"], results["numba"]["jacobian_norm"]
                 with np.errstate(invalid="ignore", divide="ignore"):
                     diff = np.nanmax(np.where(old == new, 0.0, np.abs(new - old) / np.abs(old)))
