@@ -21,9 +21,9 @@ from rnnbench.cli import main as cli_main
 from rnnbench.config import RunConfig
 from rnnbench.study import load_study
 from rnnbench.train import CHECKPOINT, run_chunk
-from test_faults import (DEFAULT_PROFILE, TINY_FIXED, assert_same_summary, env, make_workdir,
-                         mtimes, result_table, run_folders, snakemake, snakemake_cmd, study_dict,
-                         tail, wait_for)
+from support import (DEFAULT_PROFILE, TINY_FIXED, result_table, assert_same_summary,
+                     env, snakemake_cmd, snakemake, tail, study_dict,
+                     run_folders, wait_for, mtimes)
 
 BASE = RunConfig.from_dict({**TINY_FIXED, "eval_size": 16})
 
@@ -188,9 +188,9 @@ def _chunk_process(workdir) -> int | None:
 
 
 @pytest.mark.slow
-def test_killed_chunk_keeps_its_finished_runs_and_rerun_trains_only_the_rest(tmp_path):
+def test_killed_chunk_keeps_its_finished_runs_and_rerun_trains_only_the_rest(tmp_path, workflow_copy):
     ids = run_folders(TWO_SLOW)
-    workdir = make_workdir(tmp_path / "chunked", TWO_SLOW)
+    workdir = workflow_copy(TWO_SLOW)
     runs_dir = workdir / "results" / "chunked" / "runs"
     cmd = snakemake_cmd("chunked", "--profile", str(DEFAULT_PROFILE), "--cores", "1")
     log = tmp_path / "first.log"

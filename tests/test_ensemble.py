@@ -35,13 +35,7 @@ SUMMARY_SAME = ("run_id", "solved", "steps_to_solve", "final_eval_loss", "final_
                 "baseline_loss", "baseline_error", "seed", "lr", "optimizer", "clip")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny models: threads only add synchronisation cost on a shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def members(cell):

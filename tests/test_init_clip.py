@@ -1,23 +1,13 @@
 """Initialisation schemes and gradient clipping."""
-import dataclasses
 import math
-import types
 
 import pytest
 import torch
 
 from rnnbench import clip, init, models
-from rnnbench.config import RunConfig
+from support import fake_task, unvalidated_cfg as make_cfg
 
-
-def make_cfg(**changes):
-    """RunConfig's defaults as a plain namespace: no validation, so no dependency on tasks."""
-    values = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-              for f in dataclasses.fields(RunConfig)}
-    return types.SimpleNamespace(**{**values, **changes})
-
-
-TASK = types.SimpleNamespace(input_dim=3, output_dim=2, per_step=False)
+TASK = fake_task(input_dim=3, output_dim=2)
 
 
 def initialised(seed=0, **changes):

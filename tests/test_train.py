@@ -101,19 +101,6 @@ def test_early_stop_when_solved(monkeypatch):
     assert s["solved"] and s["steps_to_solve"] == 0 and s["steps_done"] == 30
 
 
-def test_bad_config_fails_before_compute():
-    with pytest.raises(ValueError, match="celll"):
-        rnnbench.run({**TINY, "celll": "lstm"})
-    with pytest.raises(ValueError, match="'cell'"):
-        rnnbench.run({**TINY, "cell": "transformer"})
-    with pytest.raises(ValueError, match="'T'"):
-        rnnbench.run({**TINY, "T": 0})
-    with pytest.raises(ValueError, match="'hidden'"):
-        rnnbench.run({**TINY, "hidden": "32"})
-    with pytest.raises(ValueError, match="'backend'"):
-        rnnbench.run({**TINY, "layers": 2, "backend": "numba"})
-
-
 def test_auto_backend_uses_numba_on_cpu_where_it_applies():
     assert rnnbench.run({**TINY, "steps": 1}).summary["backend_used"] == "numba"
     assert rnnbench.run({**TINY, "steps": 1, "layers": 2}).summary["backend_used"] == "torch"

@@ -4,8 +4,6 @@ Each test copies Snakefile, workflow/, config/ and profiles/default into a tempo
 runs snakemake there, so nothing is written into the checkout.
 """
 import importlib.util
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import REPO as ROOT, env, make_workdir
 
 TINY = {
     "study": "tiny",
@@ -30,18 +28,11 @@ TINY = {
 
 def workdir(tmp_path, study=None) -> Path:
     """A copy of the workflow in tmp_path; `study` (a dict) replaces config/config.yaml."""
-    shutil.copy(ROOT / "Snakefile", tmp_path / "Snakefile")
-    for d in ("workflow", "config", "profiles/default"):
-        shutil.copytree(ROOT / d, tmp_path / d)
-    if study is not None:
-        (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
-    return tmp_path
+    return make_workdir(tmp_path, study, "config/config.yaml", extra=("config", "profiles/default"))
 
 
 def snakemake(cwd, *args, timeout=600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "RNNBENCH_NO_PROGRESS": "1"}
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -75,23 +66,6 @@ def test_study_file_replaces_default_config(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     assert any(line.split()[:2] == ["train_chunk", "2"] for line in out.splitlines()), out
-
-
-@pytest.mark.parametrize("change, words", [
-    ({"colour": "red"}, ["colour"]),                                  # unknown top-level key
-    ({"fixed": {**TINY["fixed"], "hiden": 8}}, ["hiden"]),            # unknown run field
-    ({"methods": {"X": {"cell": "foo"}}}, ["cell", "foo", "X"]),       # bad value (RunConfig)
-    ({"axes": {"T": [5, 0]}}, ["0"]),                                 # out of range (schema)
-    ({"fixed": {**TINY["fixed"], "lr": "1e-3"}}, ["fixed.lr", "1e-3", "0.001"]),  # YAML text
-])
-def test_bad_config_fails_before_any_job(tmp_path, change, words):
-    wd = workdir(tmp_path, {**TINY, **change})
-    res = snakemake(wd, "--cores", "1")
-    out = res.stdout + res.stderr
-    assert res.returncode != 0
-    for w in words:
-        assert w in out, out
-    assert "train_chunk" not in out and not (wd / "results").exists()
 
 
 @pytest.mark.slow
