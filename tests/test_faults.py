@@ -152,7 +152,7 @@ def mtimes(folder: Path) -> dict[str, int]:
 def numba_available() -> bool:
     try:
         import numba  # noqa: F401
-        from rnnbench import numba_backend  # noqa: F401
+        from rnnbench.backends import numba_backend  # noqa: F401
     except Exception:
         return False
     return True
