@@ -29,7 +29,7 @@ import threadpoolctl
 from bench_reference import best_times  # this script's folder is on sys.path
 from rnnbench import reference
 from rnnbench.config import RunConfig
-from rnnbench.numba_backend import NumbaBackend
+from rnnbench.backends.numba_backend import NumbaBackend
 from rnnbench.tasks import make as make_task
 from rnnbench.tasks.losses import loss_grad
 

@@ -12,7 +12,8 @@ import scipy.linalg
 import torch
 
 from rnnbench import models, plugins, tasks
-from rnnbench.backends import TorchBackend, build_initialised_model
+from rnnbench.backends import TorchBackend
+from rnnbench.init import build_initialised_model
 from rnnbench.config import RunConfig
 from rnnbench.study import load_study
 from rnnbench.train import batch_seed
@@ -34,7 +35,7 @@ def cfg_of(**fields) -> RunConfig:
 def cell_of(cfg, input_size=3):
     """One instance of cfg.cell in cfg.dtype, drawn from a fixed seed."""
     torch.manual_seed(0)
-    stack = models.PluginStack(models._CELLS[cfg.cell].builder, input_size, cfg.hidden, cfg=cfg)
+    stack = models.PluginStack(models.get_cell(cfg.cell).builder, input_size, cfg.hidden, cfg=cfg)
     return stack.cells["l0"].to(models.DTYPES[cfg.dtype])
 
 

@@ -28,7 +28,7 @@ def test_registries():
 
 def test_register_user_cell_and_activation(monkeypatch):
     activations_module = importlib.import_module("rnnbench.models.activations")
-    monkeypatch.setattr(models, "_CELLS", dict(models._CELLS))  # leave the registries as found
+    monkeypatch.setattr(models.registry, "_CELLS", dict(models.registry._CELLS))  # leave the registries as found
     monkeypatch.setattr(activations_module, "_ACTIVATIONS", dict(activations_module._ACTIVATIONS))
 
     def build_loop(input_size, hidden_size, num_layers, bidirectional, cfg):

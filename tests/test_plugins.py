@@ -15,7 +15,7 @@ import torch
 import yaml
 
 import rnnbench
-from rnnbench import init, models, plugins, tasks
+from rnnbench import init, models, plugins, registry, tasks
 from rnnbench.cli import main as cli_main
 from rnnbench.config import RunConfig
 from rnnbench.study import load_study
@@ -31,12 +31,12 @@ TINY = dict(task="adding", T=6, hidden=5, batch_size=8, steps=12, eval_interval=
 def registries(monkeypatch, tmp_path):
     """Every test starts in an empty folder (no methods/) with the registries and the plug-in
     book-keeping as found, and leaves them so."""
-    monkeypatch.setattr(models, "_CELLS", dict(models._CELLS))
+    monkeypatch.setattr(models.registry, "_CELLS", dict(models.registry._CELLS))
     monkeypatch.setattr(activations, "_ACTIVATIONS", dict(activations._ACTIVATIONS))
     monkeypatch.setattr(init, "_REGISTRY", dict(init._REGISTRY))
-    monkeypatch.setattr(tasks, "REGISTRY", dict(tasks.REGISTRY))
+    monkeypatch.setattr(tasks.registry, "REGISTRY", dict(tasks.registry.REGISTRY))
     monkeypatch.setattr(plugins, "_LOADED", dict(plugins._LOADED))
-    monkeypatch.setattr(plugins, "_ORIGINS", dict(plugins._ORIGINS))
+    monkeypatch.setattr(registry, "_ORIGINS", dict(registry._ORIGINS))
     monkeypatch.setattr(models, "_MATCHED", {})
     monkeypatch.delenv(plugins.ENV_VAR, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -66,7 +66,7 @@ def test_methods_folder_skips_helpers_and_templates(tmp_path):
     before = plugins.loaded()  # files an earlier test of this process loaded
     rnnbench.load_plugins()
     assert "mine" in models.cells() and models.is_plugin("mine")
-    assert plugins.origin("cell", "mine") == str(tmp_path / "methods" / "mine.py")
+    assert registry.origin("cell", "mine") == str(tmp_path / "methods" / "mine.py")
     assert [p for p in plugins.loaded() if p not in before] == [
         str(tmp_path / "methods" / "mine.py")]
     # the shipped methods are plug-ins; the shipped template is skipped
@@ -125,7 +125,7 @@ def test_entry_points_module_and_callable(tmp_path, monkeypatch):
     rnnbench.load_plugins()  # once per process: setup() is not called again
     assert asked == [{"group": group}] * 2
     assert "ep_rnn" in models.cells() and "ep_cube" in models.activations()
-    assert plugins.origin("activation", "ep_cube").startswith("entry point 'setup'")
+    assert registry.origin("activation", "ep_cube").startswith("entry point 'setup'")
 
 
 def test_loading_one_file_twice_is_a_no_op(tmp_path, monkeypatch):
@@ -442,7 +442,7 @@ rnnbench.register_activation("softclip", derivative_bound=1.0)(lambda x: torch.t
 ''')
     rnnbench.load_plugins()
     assert "last_sign" in tasks.names() and tasks.make("last_sign", 5).name == "last_sign"
-    assert plugins.origin("task", "last_sign") == str(tmp_path / "methods" / "task.py")
+    assert registry.origin("task", "last_sign") == str(tmp_path / "methods" / "task.py")
     result = rnnbench.run({**TINY, "task": "last_sign", "activation": "softclip", "steps": 6})
     assert result.summary["backend_used"] == "torch" and result.summary["task"] == "last_sign"
     with pytest.raises(ValueError, match="already registered"):

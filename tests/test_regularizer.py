@@ -7,7 +7,8 @@ import torch
 
 import rnnbench
 from rnnbench import tasks
-from rnnbench.backends import TorchBackend, build_initialised_model, resolve_backend
+from rnnbench.backends import TorchBackend, resolve_backend
+from rnnbench.init import build_initialised_model
 from rnnbench.config import RunConfig
 from rnnbench.ensemble import can_ensemble
 from rnnbench.regularizer import loss_and_omega, omega

@@ -3,7 +3,7 @@
 The registries are reached through thin functions here, so `import rnnbench` stays light
 (torch is imported by the first registration or run, not by the import).
 """
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401
 
 
 def run(config, out_dir=None, **kwargs):

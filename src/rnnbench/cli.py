@@ -128,15 +128,15 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_list(args) -> int:
-    from . import init, models, plugins, tasks
+    from . import init, models, registry, tasks
     print("tasks:      ", ", ".join(tasks.names()))
     print("cells:      ", ", ".join(models.cells()))
     print("activations:", ", ".join(models.activations()))
     print("inits:      ", ", ".join(init.schemes()))
-    sources = plugins.registered_by_plugins()
+    sources = registry.registered_by_plugins()
     if not sources:
-        print(f"plug-ins:    none (add a file to {plugins.METHODS_DIR}/, a study's plugins:, "
-              f"${plugins.ENV_VAR} or an '{plugins.ENTRY_POINT_GROUP}' entry point)")
+        print(f"plug-ins:    none (add a file to {registry.METHODS_DIR}/, a study's plugins:, "
+              f"${registry.ENV_VAR} or an '{registry.ENTRY_POINT_GROUP}' entry point)")
     else:
         print("plug-ins:")
     for source, names in sources.items():

@@ -1,5 +1,8 @@
 """Initialisation schemes for the recurrent stack and the head (docs/science/model-and-bptt.md §5).
 
+`build_initialised_model(cfg, task)` is the model every backend (and every ensemble member)
+starts from: `models.build` then `apply` with a generator seeded by `init_seed(cfg.seed)`.
+
 `apply(model, cfg, generator)` redraws every parameter of `model.rnn` and `model.head` from
 `generator`, so the same generator seed gives the same weights. Draws are made in float64 on the
 generator's device (use a CPU generator) and then copied into the parameters: a float32 and a
@@ -41,10 +44,11 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
-from . import plugins
+from . import models, registry
 
 SCHEMES = ("default", "glorot", "orthogonal", "identity", "normal", "spectral", "smart")
 DEFAULT_SCALE = {"default": None, "glorot": 1.0, "orthogonal": 1.0, "identity": 1.0,
@@ -87,9 +91,9 @@ def register_init(name: str, draw: Callable | None = None, *, default_scale: flo
     if default_scale is not None and not (default_scale > 0 and math.isfinite(default_scale)):
         raise ValueError(f"init {name!r}: default_scale must be > 0, got {default_scale}")
     if name in SCHEMES:
-        raise ValueError(f"init {name!r} is already registered by {plugins.BUILTIN}; "
+        raise ValueError(f"init {name!r} is already registered by {registry.BUILTIN}; "
                          "choose another name")
-    plugins.note_registration("init", name, _REGISTRY, overwrite)
+    registry.note_registration("init", name, _REGISTRY, overwrite)
     _REGISTRY[name] = UserScheme(name, draw, default_scale, base)
     return draw
 
@@ -102,7 +106,7 @@ def _user_block(user: UserScheme, shape, scale, g, where: str):
     value = user.draw(tuple(shape), scale, g)
     if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(shape):
         got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise ValueError(f"init {user.name!r} (from {plugins.origin('init', user.name)}): "
+        raise ValueError(f"init {user.name!r} (from {registry.origin('init', user.name)}): "
                          f"draw returned {got} for a block of {where} of shape {tuple(shape)}")
     return value.to(device=g.device, dtype=torch.float64)
 
@@ -240,6 +244,21 @@ def apply(model: nn.Module, cfg, generator: torch.Generator) -> nn.Module:
         head.bias.copy_(bias)
     if cfg.forget_bias:
         _add_forget_bias(rnn, cfg.forget_bias)
+    return model
+
+
+def init_seed(seed: int) -> int:
+    """Seed of the weight initialisation, separate from the data stream's."""
+    return int(np.random.SeedSequence([seed, 0x1417]).generate_state(1)[0])
+
+
+def build_initialised_model(cfg, task) -> nn.Module:
+    """The model every backend starts from: same seed -> same weights, on every backend."""
+    generator = torch.Generator().manual_seed(init_seed(cfg.seed))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed(cfg.seed))
+        model = models.build(cfg, task)
+    apply(model, cfg, generator)
     return model
 
 

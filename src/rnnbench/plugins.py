@@ -17,7 +17,10 @@ loading it again is a no-op. A file that raises on import, or that registers a n
 taken, stops with a ValueError naming the file (and, for a taken name, the file that took it);
 whatever it had registered before failing is removed again.
 
-This module imports only the standard library: `import rnnbench` stays light.
+The registries' shared book-keeping (where each name comes from, a name taken twice, undoing a
+failed plug-in) is rnnbench.registry, which every registry imports; this module finds and loads
+plug-ins, and imports the registries before the first one. At module level both import only
+the standard library: `import rnnbench` stays light.
 """
 from __future__ import annotations
 
@@ -29,27 +32,14 @@ import re
 import sys
 import traceback
 import types
-from dataclasses import dataclass, field
 from pathlib import Path
 
-ENV_VAR = "RNNBENCH_PLUGINS"
-ENTRY_POINT_GROUP = "rnnbench.plugins"
-METHODS_DIR = "methods"
+from . import registry
+from .registry import ENTRY_POINT_GROUP, ENV_VAR, METHODS_DIR
+
 SKIP_PREFIXES = ("_", "template_")
-BUILTIN = "rnnbench (built-in)"
-PACKAGE_DIR = Path(__file__).resolve().parent
 
-
-@dataclass
-class _Loading:
-    label: str
-    registered: list = field(default_factory=list)  # (kind, registry, name, previous value)
-
-
-_MISSING = object()
 _LOADED: dict[str, str] = {}                   # file path or entry point -> module name
-_LOADING: list[_Loading] = []                  # plug-ins being imported (innermost last)
-_ORIGINS: dict[tuple[str, str], str] = {}      # (kind, name) -> where it was registered
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -162,26 +152,15 @@ def loaded() -> list[str]:
 
 @contextlib.contextmanager
 def _loading(label: str, path: Path | None):
-    record = _Loading(label)
-    _LOADING.append(record)
+    """Registrations inside are `label`'s; on failure they are undone and a ValueError names
+    the plug-in."""
     try:
-        yield record
+        with registry.recording(label) as record:
+            yield record
     except BaseException as exc:
-        _rollback(record)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         raise ValueError(f"plug-in {label} failed to load: {_describe(exc, path)}") from exc
-    finally:
-        _LOADING.pop()
-
-
-def _rollback(record: _Loading) -> None:
-    for kind, registry, name, previous in reversed(record.registered):
-        if previous is _MISSING:
-            registry.pop(name, None)
-            _ORIGINS.pop((kind, name), None)
-        else:
-            registry[name] = previous
 
 
 def _describe(exc: BaseException, path: Path | None) -> str:
@@ -196,59 +175,4 @@ def _describe(exc: BaseException, path: Path | None) -> str:
 
 def _import_registries() -> None:
     """The built-ins register first, so that they are never taken for a plug-in's names."""
-    from . import init, models, tasks  # noqa: F401
-
-
-# --- the registries' shared book-keeping -----------------------------------------------------
-def note_registration(kind: str, name: str, registry: dict, overwrite: bool = False) -> str:
-    """Called by every register_* just before it stores `registry[name]`: raises ValueError
-    for a name already taken (naming both sources), remembers where `name` comes from, and lets
-    a failing plug-in's registrations be undone. Returns the source."""
-    source = current_source()
-    key = (kind, name)
-    if name in registry and not overwrite:
-        raise ValueError(f"{kind} {name!r} is already registered by {origin(kind, name)}; "
-                         f"{source} registers it again (choose another name)")
-    if _LOADING:
-        _LOADING[-1].registered.append((kind, registry, name, registry.get(name, _MISSING)))
-    _ORIGINS[key] = source
-    return source
-
-
-def origin(kind: str, name: str) -> str:
-    """Where a registered name comes from: BUILTIN, a plug-in file or entry point, or a file."""
-    return _ORIGINS.get((kind, name), BUILTIN)
-
-
-def registered_by_plugins() -> dict[str, list[tuple[str, str]]]:
-    """source -> [(kind, name), ...] for everything not built into rnnbench."""
-    out: dict[str, list] = {}
-    for (kind, name), source in _ORIGINS.items():
-        if source != BUILTIN:
-            out.setdefault(source, []).append((kind, name))
-    return out
-
-
-# Frames of the registry functions themselves (and their decorator closures), skipped when
-# looking for the code that registers.
-_REGISTRY_FRAMES = frozenset({"register_cell", "register_activation", "register_init",
-                              "register_task", "_registering", "note_registration",
-                              "current_source"})
-
-
-def current_source() -> str:
-    """The plug-in being loaded, else the file of the code calling a register_* function
-    (BUILTIN inside the rnnbench package)."""
-    if _LOADING:
-        return _LOADING[-1].label
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_name in _REGISTRY_FRAMES:
-        frame = frame.f_back
-    if frame is None:
-        return BUILTIN
-    filename = frame.f_code.co_filename
-    try:
-        inside = Path(filename).resolve().is_relative_to(PACKAGE_DIR)
-    except (OSError, ValueError):
-        inside = False
-    return BUILTIN if inside else filename
+    from . import init, models, tasks  # noqa: F401 - lazy: they import torch

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ._version import __version__
+
 RUN_FILES = ("curve.parquet", "gradflow.parquet", "summary.parquet")  # summary last
 
 
@@ -93,7 +95,6 @@ def provenance(device: str = "cpu") -> dict:
     import numpy
     import torch
 
-    import rnnbench
     try:
         import numba
         numba_version = numba.__version__
@@ -105,7 +106,7 @@ def provenance(device: str = "cpu") -> dict:
     else:
         device_name = platform.processor() or platform.machine()
     return {
-        "prov_rnnbench": rnnbench.__version__,
+        "prov_rnnbench": __version__,
         "prov_torch": torch.__version__,
         "prov_numpy": numpy.__version__,
         "prov_numba": numba_version,

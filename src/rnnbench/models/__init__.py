@@ -1,7 +1,7 @@
 """Recurrent cells, their registry, and the model that puts a readout head on a stack.
 
-A cell is registered with a builder `(input_size, hidden_size, num_layers, bidirectional, cfg)
--> nn.Module` whose `forward(x)` takes batch-first (B, L, I) and returns
+A cell is registered (registry.py) with a builder `(input_size, hidden_size, num_layers,
+bidirectional, cfg) -> nn.Module` whose `forward(x)` takes batch-first (B, L, I) and returns
 `(output (B, L, H * dirs), h_n)`, with PyTorch's parameter names and layouts (`weight_ih_l{k}`,
 `weight_hh_l{k}`, `bias_ih_l{k}`, `bias_hh_l{k}`, `_reverse` suffix) and the attributes
 `gate_count`, `hidden_size`, `num_layers`, `bidirectional` (and `forget_gate`, the index of the
@@ -22,108 +22,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import types
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
+from ..registry import origin
+# The built-in cells register themselves on import, in this order (= the order of cells()).
+from . import rnn, lstm, gru  # noqa: F401
 from .activations import (Activation, activations, derivative_bound, get_activation,
                           register_activation)
-from .. import plugins
 from .network import SequenceModel, gate_blocks, spectral_radius
 from .plugin import PluginStack
+from .registry import (Cell, cells, cells_with, check_options, get_cell, is_plugin,
+                       register_cell)
+from .rnn import LoopRNN
 
-CELL_OPTIONS = ("activation", "forget_bias")  # the per-cell fields check_options knows about
-DEFAULT_ACTIVATION = "tanh"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-@dataclass(frozen=True)
-class Cell:
-    name: str
-    builder: Callable[..., nn.Module]
-    options: frozenset
-    plugin: bool = False  # builder is a plug-in cell class, wrapped in PluginStack
-
-
-_CELLS: dict[str, Cell] = {}
-
-
-def register_cell(name: str, builder: Callable[..., nn.Module] | None = None, options=(),
-                  overwrite: bool = False) -> Callable:
-    """Make `name` usable as `RunConfig.cell`.
-
-    `builder` is either a plug-in cell class (an `nn.Module` subclass, see the module
-    docstring), or any other callable: a stack builder with the built-ins' contract, which may
-    name `options` from CELL_OPTIONS. Without `builder` this returns a class decorator."""
-    if builder is None:
-        def _registering(obj):
-            register_cell(name, obj, options=options, overwrite=overwrite)
-            return obj
-        return _registering
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"cell name must be a non-empty string, got {name!r}")
-    if not callable(builder):
-        raise ValueError(f"cell {name!r}: builder must be callable")
-    unknown = sorted(set(options) - set(CELL_OPTIONS))
-    if unknown:
-        raise ValueError(f"cell {name!r}: unknown option(s) {unknown}; known: {list(CELL_OPTIONS)}")
-    plugin = isinstance(builder, type) and issubclass(builder, nn.Module)
-    if plugin and options:
-        raise ValueError(f"cell {name!r}: a plug-in cell class takes no options {list(options)} "
-                         "(its nonlinearities and gates are its own)")
-    plugins.note_registration("cell", name, _CELLS, overwrite)
-    _CELLS[name] = Cell(name, builder, frozenset(options), plugin)
-    return builder
-
-
-def cells() -> list[str]:
-    return list(_CELLS)
-
-
-def is_plugin(name: str) -> bool:
-    """Whether cell `name` is a plug-in cell class (trained by the torch backend only)."""
-    return name in _CELLS and _CELLS[name].plugin
-
-
-def _registered() -> str:
-    return ", ".join(name if plugins.origin("cell", name) == plugins.BUILTIN
-                     else f"{name} (from {plugins.origin('cell', name)})" for name in _CELLS)
-
-
-def cells_with(option: str) -> list[str]:
-    return [name for name, cell in _CELLS.items() if option in cell.options]
-
-
-def check_options(cfg) -> None:
-    """Raise ValueError, naming the field, for options the chosen cell cannot honour."""
-    if cfg.cell not in _CELLS:
-        raise ValueError(
-            f"field 'cell': unknown value {cfg.cell!r}; registered cells: {_registered()}. "
-            f"A new cell is registered by a plug-in file: in {plugins.METHODS_DIR}/ of the "
-            f"working directory, in the study's 'plugins:', in ${plugins.ENV_VAR}, or an "
-            f"installed '{plugins.ENTRY_POINT_GROUP}' entry point")
-    cell = _CELLS[cfg.cell]
-    if cell.plugin and getattr(cfg, "backend", "auto") in ("numba", "ensemble"):
-        raise ValueError(
-            f"field 'backend': {cfg.backend!r} has kernels for the built-in rnn/lstm/gru only; "
-            f"cell {cfg.cell!r} is a plug-in (from {plugins.origin('cell', cfg.cell)}): "
-            "use backend torch or auto")
-    get_activation(cfg.activation)  # unknown name -> "field 'activation': unknown value ..."
-    if "activation" not in cell.options and cfg.activation != DEFAULT_ACTIVATION:
-        raise ValueError(
-            f"field 'activation': {cfg.activation!r} applies only to cell(s) "
-            f"{cells_with('activation')}; cell {cfg.cell!r} has fixed nonlinearities "
-            f"(leave activation at {DEFAULT_ACTIVATION!r})")
-    if not math.isfinite(cfg.forget_bias):
-        raise ValueError(f"field 'forget_bias' must be finite, got {cfg.forget_bias}")
-    if "forget_bias" not in cell.options and cfg.forget_bias != 0:
-        raise ValueError(
-            f"field 'forget_bias': applies only to cell(s) {cells_with('forget_bias')}; "
-            f"cell {cfg.cell!r} has no forget gate (leave forget_bias at 0)")
 
 
 def build(cfg, task, **builder_kwargs) -> SequenceModel:
@@ -135,14 +50,14 @@ def build(cfg, task, **builder_kwargs) -> SequenceModel:
     check_options(cfg)
     if cfg.dtype not in DTYPES:
         raise ValueError(f"field 'dtype': unknown value {cfg.dtype!r}; allowed: {sorted(DTYPES)}")
-    cell = _CELLS[cfg.cell]
+    cell = get_cell(cfg.cell)
     if cell.plugin:
         if builder_kwargs:
             raise TypeError(f"cell {cfg.cell!r}: builder options {sorted(builder_kwargs)} apply "
                             "to the built-in stacks only")
         rnn = PluginStack(cell.builder, task.input_dim, cfg.hidden, cfg.layers,
                           cfg.bidirectional, cfg, name=cfg.cell,
-                          source=plugins.origin("cell", cfg.cell))
+                          source=origin("cell", cfg.cell))
     else:
         rnn = cell.builder(task.input_dim, cfg.hidden, cfg.layers, cfg.bidirectional, cfg,
                            **builder_kwargs)
@@ -234,14 +149,14 @@ def check_plugin_cell(cfg, input_size: int, batch: int = 2, length: int = 3) -> 
     """Build plug-in cell `cfg.cell` once (one layer, one direction, `cfg.hidden`, `cfg.dtype`)
     and run one forward and backward on `length` steps; a failure raises ValueError naming the
     plug-in's file. Runs outside the global random stream."""
-    cell = _CELLS[cfg.cell]
+    cell = get_cell(cfg.cell)
     if not cell.plugin:
         return
     dtype = DTYPES[cfg.dtype]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         stack = PluginStack(cell.builder, input_size, cfg.hidden, 1, False, cfg, name=cfg.cell,
-                            source=plugins.origin("cell", cfg.cell))
+                            source=origin("cell", cfg.cell))
         where = stack.where
         try:
             stack = stack.to(dtype)
@@ -264,15 +179,9 @@ def check_plugin_cell(cfg, input_size: int, batch: int = 2, length: int = 3) -> 
                              f"{type(exc).__name__}: {exc}") from exc
 
 
-# Built-in cells register themselves on import (after register_cell exists: they import it).
-from . import rnn  # noqa: E402,F401  (registration order = cells() order)
-from . import lstm  # noqa: E402,F401
-from . import gru  # noqa: E402,F401
-from .rnn import LoopRNN  # noqa: E402
-
 __all__ = [
     "Activation", "Cell", "LoopRNN", "PluginStack", "SequenceModel", "activations", "build",
     "cells", "cells_with", "check_options", "check_plugin_cell", "count_params",
-    "derivative_bound", "gate_blocks", "get_activation", "is_plugin", "match_hidden",
+    "derivative_bound", "gate_blocks", "get_activation", "get_cell", "is_plugin", "match_hidden",
     "register_activation", "register_cell", "resolve_hidden", "spectral_radius",
 ]

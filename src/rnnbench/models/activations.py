@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .. import plugins
+from .. import registry
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def register_activation(name: str, fn: Callable | None = None, derivative_bound:
     bound = float(derivative_bound)
     if not (bound > 0 and math.isfinite(bound)):
         raise ValueError(f"activation {name!r}: derivative_bound must be > 0 and finite, got {bound}")
-    plugins.note_registration("activation", name, _ACTIVATIONS, overwrite)
+    registry.note_registration("activation", name, _ACTIVATIONS, overwrite)
     _ACTIVATIONS[name] = Activation(name, fn, bound)
     return fn
 

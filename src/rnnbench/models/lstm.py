@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from . import register_cell
+from .registry import register_cell
 
 
 def build(input_size: int, hidden_size: int, num_layers: int, bidirectional: bool, cfg) -> nn.Module:

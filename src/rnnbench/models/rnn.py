@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import register_cell
+from .registry import register_cell
 from .activations import get_activation
 
 FUSED = ("tanh", "relu")  # the nonlinearities nn.RNN (cuDNN) implements

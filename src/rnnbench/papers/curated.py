@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .. import records
-from . import NAMES, analyse
+from .analyses import NAMES, analyse
 
 CURATED_ROOT = Path("results") / "curated"
 MAX_TOTAL_BYTES = 20 * 2 ** 20

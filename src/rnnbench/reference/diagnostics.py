@@ -38,6 +38,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .bptt import backward, forward_states
 from .rnn import ACTIVATION_CODES
 
 ACTIVATION_SLOPE_BOUND = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0, "identity": 1.0}
@@ -53,8 +54,6 @@ def jacobian_profile(cell, params, x, h0=None, c0=None, activation="tanh", grad_
     Returns a dict of float64 arrays of length T: lag, grad_norm, jacobian_norm, bound,
     forget_product.
     """
-    from . import backward, forward_states  # the package imports this module
-
     if method not in METHODS:
         raise ValueError(f"method: expected one of {list(METHODS)}, got {method!r}")
     states = forward_states(cell, params, x, h0, c0, activation)

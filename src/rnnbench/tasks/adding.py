@@ -8,7 +8,9 @@ import math
 
 import numpy as np
 
-from . import PascanuTask, Task, losses, register_task, window
+from . import losses
+from .base import PascanuTask, Task, window
+from .registry import register_task
 
 
 def _two_marks(values, first, second, background=None):

@@ -10,7 +10,8 @@ import functools
 
 import numpy as np
 
-from . import Task, register_task
+from .base import Task
+from .registry import register_task
 
 LENGTH = 64
 TRAIN_FRACTION = 0.8

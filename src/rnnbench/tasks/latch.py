@@ -5,7 +5,9 @@ import math
 
 import numpy as np
 
-from . import Task, losses, register_task
+from . import losses
+from .base import Task
+from .registry import register_task
 
 
 @register_task

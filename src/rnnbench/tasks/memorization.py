@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Task, register_task
+from .base import Task
+from .registry import register_task
 from .copy import Copy
 
 

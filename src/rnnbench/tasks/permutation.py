@@ -5,7 +5,8 @@ import math
 
 import numpy as np
 
-from . import PascanuTask, register_task
+from .base import PascanuTask
+from .registry import register_task
 
 N_SYMBOLS = 100
 

@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-from . import PascanuTask, register_task, window
+from .base import PascanuTask, window
+from .registry import register_task
 
 
 @register_task

@@ -1,7 +1,7 @@
 """CPU training through the Numba reference kernels: forward, BPTT, clipping and the optimiser
-update, all in numpy/Numba. Same seed and init as the torch backend (the starting weights come
-from the same torch model), and the same update rules as torch.optim, so in float64 the two
-learning curves agree to rounding (tests/test_train.py,
+update, all in numpy/Numba. Same seed and init as the torch backend (the starting weights are
+copied once from the same torch model, which is then dropped), and the same update rules as
+torch.optim, so in float64 the two learning curves agree to rounding (tests/test_train.py,
 test_numba_backend_learning_curve_equals_torch_float64).
 """
 from __future__ import annotations
@@ -10,11 +10,12 @@ import math
 
 import numpy as np
 
-from . import reference
-from .backends import build_initialised_model
-from .config import RunConfig
-from .optim import NumpyOptimizer, numpy_clip
-from .tasks.losses import loss_grad, numpy_loss
+from .. import reference
+from ..config import RunConfig
+from ..diagnostics import gradient_flow
+from ..init import build_initialised_model
+from ..optim import NumpyOptimizer, numpy_clip
+from ..tasks.losses import loss_grad, numpy_loss
 
 RNN_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
@@ -26,8 +27,8 @@ class NumbaBackend:
     def __init__(self, cfg: RunConfig, task):
         self.cfg, self.task = cfg, task
         self.dtype = np.float64 if cfg.dtype == "float64" else np.float32
-        self.model = build_initialised_model(cfg, task).double()  # kept for shared helpers
-        rnn, head = self.model.rnn, self.model.head
+        model = build_initialised_model(cfg, task)  # the torch backend's starting weights
+        rnn, head = model.rnn, model.head
         arrays = {k: _numpy(getattr(rnn, f"{k}_l0"), self.dtype) for k in RNN_KEYS}
         arrays["head_weight"] = _numpy(head.weight, self.dtype)
         arrays["head_bias"] = _numpy(head.bias, self.dtype)
@@ -100,26 +101,13 @@ class NumbaBackend:
         return loss, grad_norm, clipped
 
     # --- measurements -------------------------------------------------------------------
-    def sync_model(self):
-        """Copy the current weights into the float64 torch twin (for shared measurements)."""
-        import torch
-        rnn, head = self.model.rnn, self.model.head
-        with torch.no_grad():
-            for k in RNN_KEYS:
-                getattr(rnn, f"{k}_l0").copy_(torch.from_numpy(self.params[k].astype(np.float64)))
-            head.weight.copy_(torch.from_numpy(self.params["head_weight"].astype(np.float64)))
-            head.bias.copy_(torch.from_numpy(self.params["head_bias"].astype(np.float64)))
-        return self.model
-
     def spectral_radius(self) -> float:
-        from . import models
-        return float(models.spectral_radius(self.sync_model()))
+        return spectral_radius(self.params["weight_hh"], self.hidden)
 
     def n_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
 
     def gradflow(self, batch, phase, step):
-        from .diagnostics import gradient_flow
         states = self._states(batch.x)
         out = self._readout(states.h)
         d_out = np.asarray(loss_grad(self.task.loss_kind, out, batch.y), dtype=np.float64)
@@ -140,3 +128,14 @@ class NumbaBackend:
 
 def _numpy(tensor, dtype):
     return np.ascontiguousarray(tensor.detach().cpu().numpy().astype(dtype))
+
+
+def spectral_radius(weight_hh: np.ndarray, hidden: int) -> float:
+    """`models.spectral_radius` of a built-in cell's weight_hh_l0 (G*H, H), in numpy: the
+    largest over the G gate blocks (H, H) of max |eigenvalue|, in float64; NaN for a
+    non-finite weight (LAPACK refuses it)."""
+    weight = np.asarray(weight_hh, dtype=np.float64)
+    if not np.isfinite(weight).all():
+        return math.nan
+    blocks = np.split(weight, weight.shape[0] // hidden, axis=0)
+    return max(float(np.abs(np.linalg.eigvals(block)).max()) for block in blocks)

@@ -1,0 +1,50 @@
+"""Which backend and which device a run gets: the decisions, in one place.
+
+`make_backend` (rnnbench.backends) builds what `resolve_backend` chose.
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import models
+from ..config import RunConfig
+
+REFERENCE_CELLS = ("rnn", "lstm", "gru")
+REFERENCE_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("field 'device': 'cuda' requested but no CUDA device is available")
+    return device
+
+
+def reference_covers(cfg: RunConfig) -> bool:
+    """The Numba kernels cover layer 0 of this model (rnn with a kernel activation, lstm, gru)."""
+    return (cfg.cell in REFERENCE_CELLS and cfg.layers == 1
+            and (cfg.cell != "rnn" or cfg.activation in REFERENCE_ACTIVATIONS))
+
+
+def numba_supports(cfg: RunConfig) -> bool:
+    """The Numba backend trains single-layer, one-direction rnn/lstm/gru (without Omega)."""
+    return reference_covers(cfg) and not cfg.bidirectional and not cfg.regularizer
+
+
+def resolve_backend(cfg: RunConfig) -> str:
+    device = resolve_device(cfg.device)
+    if cfg.backend == "auto":
+        return "numba" if device == "cpu" and numba_supports(cfg) else "torch"
+    if cfg.backend == "numba":
+        if device != "cpu":
+            raise ValueError("field 'backend': 'numba' runs on the CPU; set device: cpu or auto")
+        if models.is_plugin(cfg.cell):
+            raise ValueError(f"field 'backend': 'numba' has kernels for rnn/lstm/gru only; "
+                             f"cell {cfg.cell!r} is a plug-in: use backend torch or auto")
+        if not numba_supports(cfg):
+            raise ValueError("field 'backend': 'numba' supports single-layer, unidirectional "
+                             f"rnn ({'/'.join(REFERENCE_ACTIVATIONS)}), lstm and gru; "
+                             f"got cell={cfg.cell!r} activation={cfg.activation!r} "
+                             f"layers={cfg.layers} bidirectional={cfg.bidirectional}")
+    return cfg.backend

@@ -1,0 +1,110 @@
+"""The cell registry: `register_cell` and what the rest of the suite asks about cells.
+
+The cell modules (rnn.py, lstm.py, gru.py) and plug-ins register here; rnnbench.models imports
+the built-in cell modules, so that `import rnnbench.models` registers them (see the package's
+docstring for the two builder contracts).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from ..registry import (BUILTIN, ENTRY_POINT_GROUP, ENV_VAR, METHODS_DIR, note_registration,
+                        origin)
+from .activations import get_activation
+
+CELL_OPTIONS = ("activation", "forget_bias")  # the per-cell fields check_options knows about
+DEFAULT_ACTIVATION = "tanh"
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    builder: Callable[..., nn.Module]
+    options: frozenset
+    plugin: bool = False  # builder is a plug-in cell class, wrapped in PluginStack
+
+
+_CELLS: dict[str, Cell] = {}
+
+
+def register_cell(name: str, builder: Callable[..., nn.Module] | None = None, options=(),
+                  overwrite: bool = False) -> Callable:
+    """Make `name` usable as `RunConfig.cell`.
+
+    `builder` is either a plug-in cell class (an `nn.Module` subclass, see rnnbench.models'
+    docstring), or any other callable: a stack builder with the built-ins' contract, which may
+    name `options` from CELL_OPTIONS. Without `builder` this returns a class decorator."""
+    if builder is None:
+        def _registering(obj):
+            register_cell(name, obj, options=options, overwrite=overwrite)
+            return obj
+        return _registering
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"cell name must be a non-empty string, got {name!r}")
+    if not callable(builder):
+        raise ValueError(f"cell {name!r}: builder must be callable")
+    unknown = sorted(set(options) - set(CELL_OPTIONS))
+    if unknown:
+        raise ValueError(f"cell {name!r}: unknown option(s) {unknown}; known: {list(CELL_OPTIONS)}")
+    plugin = isinstance(builder, type) and issubclass(builder, nn.Module)
+    if plugin and options:
+        raise ValueError(f"cell {name!r}: a plug-in cell class takes no options {list(options)} "
+                         "(its nonlinearities and gates are its own)")
+    note_registration("cell", name, _CELLS, overwrite)
+    _CELLS[name] = Cell(name, builder, frozenset(options), plugin)
+    return builder
+
+
+def cells() -> list[str]:
+    return list(_CELLS)
+
+
+def is_plugin(name: str) -> bool:
+    """Whether cell `name` is a plug-in cell class (trained by the torch backend only)."""
+    return name in _CELLS and _CELLS[name].plugin
+
+
+def get_cell(name: str) -> Cell:
+    """The registered cell `name` (check_options first for a readable error)."""
+    return _CELLS[name]
+
+
+def _registered() -> str:
+    return ", ".join(name if origin("cell", name) == BUILTIN
+                     else f"{name} (from {origin('cell', name)})" for name in _CELLS)
+
+
+def cells_with(option: str) -> list[str]:
+    return [name for name, cell in _CELLS.items() if option in cell.options]
+
+
+def check_options(cfg) -> None:
+    """Raise ValueError, naming the field, for options the chosen cell cannot honour."""
+    if cfg.cell not in _CELLS:
+        raise ValueError(
+            f"field 'cell': unknown value {cfg.cell!r}; registered cells: {_registered()}. "
+            f"A new cell is registered by a plug-in file: in {METHODS_DIR}/ of the "
+            f"working directory, in the study's 'plugins:', in ${ENV_VAR}, or an "
+            f"installed '{ENTRY_POINT_GROUP}' entry point")
+    cell = _CELLS[cfg.cell]
+    if cell.plugin and getattr(cfg, "backend", "auto") in ("numba", "ensemble"):
+        raise ValueError(
+            f"field 'backend': {cfg.backend!r} has kernels for the built-in rnn/lstm/gru only; "
+            f"cell {cfg.cell!r} is a plug-in (from {origin('cell', cfg.cell)}): "
+            "use backend torch or auto")
+    get_activation(cfg.activation)  # unknown name -> "field 'activation': unknown value ..."
+    if "activation" not in cell.options and cfg.activation != DEFAULT_ACTIVATION:
+        raise ValueError(
+            f"field 'activation': {cfg.activation!r} applies only to cell(s) "
+            f"{cells_with('activation')}; cell {cfg.cell!r} has fixed nonlinearities "
+            f"(leave activation at {DEFAULT_ACTIVATION!r})")
+    if not math.isfinite(cfg.forget_bias):
+        raise ValueError(f"field 'forget_bias' must be finite, got {cfg.forget_bias}")
+    if "forget_bias" not in cell.options and cfg.forget_bias != 0:
+        raise ValueError(
+            f"field 'forget_bias': applies only to cell(s) {cells_with('forget_bias')}; "
+            f"cell {cfg.cell!r} has no forget gate (leave forget_bias at 0)")
