@@ -5,8 +5,8 @@ compatible runs (`grouping.check_group`) and returns, and with `out_dirs` writes
 records `train.run` would give for each run on its own: the same data stream
 (`train.batch_seed(seed, step)`), the same starting weights (`backends.build_initialised_model`,
 through a CPU twin `TorchBackend` per member), the same evaluation schedule, divergence rule,
-early stop, curve/summary/gradflow rows (`train._evaluate`, `train._result`), with
-`backend_used = "ensemble"` and the extra column `ensemble_size`.
+early stop, curve/summary/gradflow rows (one `run_state.RunState` per member, as `train.run`
+keeps), with `backend_used = "ensemble"` and the extra column `ensemble_size`.
 
 Each member keeps its own everything:
 - its data: member g draws its batch from its own seed; when members draw different lengths at
@@ -35,9 +35,9 @@ rerun from the start, giving the same results. Each member's files are written w
 from __future__ import annotations
 
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +48,8 @@ from .. import optim, records, tasks
 from ..backends import TorchBackend, resolve_device, set_precision
 from ..config import RunConfig
 from ..tasks import Task
-from ..train import (RunResult, _evaluate, _fresh_state, _result, batch_seed,
-                     diagnostics_due, record_step)
+from ..run_state import RunResult, RunState, StepOutcome
+from ..train import batch_seed, progress_bar
 from .grouping import check_group
 from .stacked import StackedModel
 
@@ -293,40 +293,250 @@ class StackedTrainer:
 
 # --- the group ------------------------------------------------------------------------------
 
-class _Prediction:
-    """What train._evaluate needs from a backend: the member's predictions and its config."""
+def run_group(configs, out_dirs=None, device=None, *, fused: bool | None = None,
+              cuda_graph: bool | None = None, pad_to_max: bool | None = None,
+              compact_at: float | None = None, progress: bool | None = None) -> list[RunResult]:
+    """Train a group of compatible runs together; one RunResult per config, in order.
 
-    def __init__(self, cfg, pred):
-        self.cfg, self._pred = cfg, pred
-
-    def predict(self, x):
-        return self._pred
-
-
-class _MemberBackend:
-    """What train._result needs: name, device, spectral radius and size (from the CPU twin)."""
-
-    name = "ensemble"
-
-    def __init__(self, twin: TorchBackend, device: str):
-        self.twin, self.device, self.cfg = twin, device, twin.cfg
-
-    def spectral_radius(self) -> float:
-        return self.twin.spectral_radius()
-
-    def n_params(self) -> int:
-        return self.twin.n_params()
+    `configs`: RunConfigs or dicts sharing one `grouping.group_key`. `out_dirs`: None or one
+    folder per config (each gets summary/curve/gradflow.parquet like `train.run` writes).
+    `device`: None -> the configs' `device` field (auto: cuda if present), or "cpu"/"cuda[:n]".
+    `fused`, `cuda_graph`: CUDA speed switches (None: environment, default off; see above).
+    `pad_to_max`: pad every batch to the task's maximum length (static shapes; None: with
+    CUDA graphs). `compact_at`: drop retired members from the stack once the live fraction is
+    at or below this (None: 1.0, i.e. at once, eagerly; 0.5 with CUDA graphs, where compacting
+    means a new capture); until then retired members stay in the stack, masked out.
+    """
+    cfgs = [c if isinstance(c, RunConfig) else RunConfig.from_dict(c, where=f"run {i}")
+            for i, c in enumerate(configs)]
+    check_group(cfgs)
+    if out_dirs is not None:
+        out_dirs = [Path(d) for d in out_dirs]
+        if len(out_dirs) != len(cfgs):
+            raise ValueError(f"{len(out_dirs)} out_dirs for {len(cfgs)} runs")
+    options = GroupOptions.resolve(cfgs[0], device, fused, cuda_graph, pad_to_max, compact_at)
+    return GroupTraining(cfgs, out_dirs, options).train(progress)
 
 
-class _Member:
-    def __init__(self, index, cfg, task, out_dir):
-        self.index, self.cfg, self.out_dir = index, cfg, out_dir
-        # the twin holds the exact starting weights of the single run and serves the
-        # float64 CPU measurements (gradient flow, spectral radius) on the member's weights
-        self.twin = TorchBackend(cfg.replace(device="cpu", backend="torch"), task)
-        self.run_id = cfg.run_id()
-        self.state = None
-        self.result = None
+@dataclass(frozen=True)
+class GroupOptions:
+    """run_group's device and speed arguments, resolved (see run_group)."""
+
+    device: str
+    dtype: torch.dtype
+    fused: bool
+    cuda_graph: bool
+    pad_to_max: bool
+    compact_at: float
+
+    @classmethod
+    def resolve(cls, first: RunConfig, device, fused, cuda_graph, pad_to_max, compact_at):
+        dev = resolve_device(first.device if device is None else str(device))
+        on_cuda = dev.startswith("cuda")
+        if on_cuda and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but no CUDA device is available")
+        fused = _env_flag("RNNBENCH_ENSEMBLE_COMPILE") if fused is None else bool(fused)
+        cuda_graph = _env_flag("RNNBENCH_ENSEMBLE_CUDA_GRAPH") if cuda_graph is None else bool(cuda_graph)
+        fused, cuda_graph = fused and on_cuda, cuda_graph and on_cuda   # CPU: plain eager
+        return cls(
+            device=dev,
+            dtype=torch.float64 if first.dtype == "float64" else torch.float32,
+            fused=fused, cuda_graph=cuda_graph,
+            pad_to_max=cuda_graph if pad_to_max is None else bool(pad_to_max),
+            compact_at=(0.5 if cuda_graph else 1.0) if compact_at is None else float(compact_at))
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+@dataclass(eq=False)   # members are compared by identity (stack layouts)
+class Member:
+    """One run of the group: its config, result folder, bookkeeping and result, and its CPU
+    twin, a TorchBackend that holds the single run's exact starting weights and, once the
+    member's weights are copied into it, serves the float64 CPU measurements (gradient flow,
+    spectral radius, parameter count)."""
+
+    index: int
+    cfg: RunConfig
+    out_dir: Path | None
+    twin: TorchBackend
+    state: RunState | None = None
+    result: RunResult | None = None
+
+
+class GroupTraining:
+    """The training of one group: its members, the stack of those still training (`stack[pos]`
+    is the member at stack position pos, None once retired), and the loop's steps."""
+
+    def __init__(self, cfgs: list[RunConfig], out_dirs, options: GroupOptions):
+        first = cfgs[0]
+        set_precision(options.device, first.precision)
+        self.options = options
+        self.task = task = tasks.make(first.task, first.T, **first.task_options)
+        self.members = [Member(i, cfg, out_dirs[i] if out_dirs else None,
+                               TorchBackend(cfg.replace(device="cpu", backend="torch"), task))
+                        for i, cfg in enumerate(cfgs)]
+        self.eval_batch = task.sample(first.eval_size, first.eval_seed, split="test")
+        self.diag_batch = task.sample(min(first.eval_size, 64), first.eval_seed + 1, split="test")
+        for m in self.members:
+            m.state = RunState.fresh(m.cfg, task, m.twin, self.diag_batch)
+        model = StackedModel.from_models([m.twin.model for m in self.members], first.cell,
+                                         task.per_step, activations=[c.activation for c in cfgs],
+                                         device=options.device, dtype=options.dtype,
+                                         fused=options.fused)
+        self.trainer = StackedTrainer(model, cfgs, task.loss_kind, cuda_graph=options.cuda_graph)
+        self.stack: list[Member | None] = list(self.members)
+        self.t_start = time.perf_counter()
+
+    def train(self, progress: bool | None = None) -> list[RunResult]:
+        """Evaluate at step 0, then train until every member has retired."""
+        first = self.members[0].cfg
+        bar = progress_bar(first.steps, f"ensemble of {len(self.members)}: {first.cell} "
+                           f"T={first.T}", progress)
+        batches = None
+        try:
+            self.evaluate_start()
+            batches = GroupBatches(self.task, self.options, prefetch=self.options.on_cuda)
+            step = 0
+            while any(m is not None for m in self.stack):
+                arrays = batches.arrays(step, tuple(self.stack))
+                step += 1
+                self.train_step(step, arrays)
+                if bar is not None:
+                    bar.update(1)
+                self.compact()
+        finally:
+            if batches is not None:
+                batches.close()
+            if bar is not None:
+                bar.close()
+        return [m.result for m in self.members]
+
+    def evaluate_start(self):
+        """The step-0 evaluation of every member; a member already done retires."""
+        self.evaluate([(pos, None, None, None) for pos in range(len(self.stack))], 0)
+        wall = time.perf_counter() - self.t_start
+        for pos, m in enumerate(self.stack):
+            if not m.state.running():
+                self.retire(pos, 0, wall)
+
+    def train_step(self, step: int, arrays):
+        """Optimisation step `step` of the live members on their stacked batches `arrays`,
+        then each member's book-keeping, evaluations, profiles and retirements."""
+        stats = self.trainer.step(*self.to_device(arrays)).cpu().numpy()
+        to_eval, finished, to_profile = self.record_steps(step, stats)
+        if to_eval:
+            self.evaluate(to_eval, step)
+        self.profile(to_profile, step)
+        finished += [pos for pos, *_ in to_eval if not self.stack[pos].state.running()]
+        wall = time.perf_counter() - self.t_start
+        for pos in sorted(finished):
+            self.retire(pos, step, wall)
+
+    def to_device(self, arrays):
+        """The stacked numpy batch (x, y, mask) as tensors on the group's device."""
+        x_np, y_np, mask_np = arrays
+        dev, dtype = self.options.device, self.options.dtype
+        x = torch.as_tensor(x_np, dtype=dtype).to(dev, non_blocking=True)
+        y = torch.as_tensor(y_np, dtype=dtype if self.task.loss_kind == "mse" else torch.long).to(dev)
+        mask = None if mask_np is None else torch.as_tensor(mask_np).to(dev)
+        if self.options.pad_to_max and mask is None and _variable_length(self.task):
+            mask = torch.ones(x.shape[0], x.shape[2], dtype=torch.bool, device=dev)
+        return x, y, mask
+
+    def record_steps(self, step: int, stats: np.ndarray):
+        """Each live member's RunState.record_step from the trainer's (3, G) numbers; returns
+        the positions to evaluate (with the step's numbers), that diverged, and to profile."""
+        to_eval, diverged, to_profile = [], [], []
+        for pos, m in enumerate(self.stack):
+            if m is None:
+                continue
+            loss, grad_norm, clipped = float(stats[0, pos]), float(stats[1, pos]), bool(stats[2, pos])
+            outcome = m.state.record_step(step, loss, grad_norm, clipped)
+            if outcome is StepOutcome.DIVERGED:
+                diverged.append(pos)
+                continue
+            if outcome is StepOutcome.EVALUATE:
+                to_eval.append((pos, loss, grad_norm, clipped))
+            if m.state.gradflow_due(step):
+                to_profile.append(pos)
+        return to_eval, diverged, to_profile
+
+    def evaluate(self, entries, step: int):
+        """entries: (pos, loss, grad_norm, clipped); each member's evaluation after `step`."""
+        preds = self.trainer.predict(self.eval_batch.x, [e[0] for e in entries], self.task.per_step)
+        for (pos, loss, grad_norm, clipped), pred in zip(entries, preds):
+            self.stack[pos].state.record_eval(step, pred, self.eval_batch.y, loss, grad_norm, clipped)
+
+    def profile(self, positions, step: int):
+        """The gradient-flow profile after `step` of the members at `positions` (on their twins)."""
+        for pos in positions:
+            m = self.stack[pos]
+            self.trainer.model.load_member(pos, m.twin.model)
+            m.state.record_gradflow(m.twin.gradflow(self.diag_batch, f"step {step}", step))
+
+    def retire(self, pos: int, step: int, wall: float):
+        """Finish the member at `pos`: final weights out, end-of-run records, frozen from now on."""
+        m = self.stack[pos]
+        self.trainer.model.load_member(pos, m.twin.model)
+        m.state.wall_time_s = wall   # the job's time until this member stopped
+        m.state.record_gradflow(m.twin.gradflow(self.diag_batch, "end", step))
+        m.result = m.state.to_result(backend_name="ensemble", device=self.options.device,
+                                     spectral_radius_end=m.twin.spectral_radius(),
+                                     n_params=m.twin.n_params(), ensemble_size=len(self.members))
+        if m.out_dir is not None:
+            records.write_run(m.out_dir, m.result.summary, m.result.curve, m.result.gradflow)
+        self.stack[pos] = None
+        self.trainer.active[pos] = False
+
+    def compact(self):
+        """Drop retired members from the stack once few enough are live (options.compact_at)."""
+        live = [pos for pos, m in enumerate(self.stack) if m is not None]
+        if live and len(live) < len(self.stack) and len(live) <= self.options.compact_at * len(self.stack):
+            self.trainer = self.trainer.select(live)
+            self.stack = [self.stack[pos] for pos in live]
+
+
+class GroupBatches:
+    """Every live member's training batch of a step, from its own seed, left-padded into one
+    stacked array (`_assemble`); with `prefetch` the next step's batches are drawn on a worker
+    thread while the device trains."""
+
+    def __init__(self, task: Task, options: GroupOptions, prefetch: bool):
+        self.task = task
+        variable = options.pad_to_max or not _variable_length(task)
+        self.fixed_length = task.max_length if variable else None
+        self.pool = ThreadPoolExecutor(max_workers=1) if prefetch else None
+        self.pending = None                  # (step, future of draw(step, layout))
+
+    def arrays(self, step: int, layout: tuple):
+        """x (G, B, L, I), y, mask for the batches of `step`; `layout` is the stack (a member
+        or None per position)."""
+        if self.pending is not None and self.pending[0] == step:
+            drawn_layout, by_member, arrays = self.pending[1].result()
+            if drawn_layout != layout:   # members retired since: re-pad the same batches
+                arrays = self.padded(layout, by_member)
+        else:
+            _, _, arrays = self.draw(step, layout)
+        if self.pool is not None:
+            self.pending = (step + 1, self.pool.submit(self.draw, step + 1, layout))
+        return arrays
+
+    def draw(self, step: int, layout: tuple):
+        by_member = {m.index: self.task.sample(m.cfg.batch_size, batch_seed(m.cfg.seed, step),
+                                               split="train")
+                     for m in layout if m is not None}
+        return layout, by_member, self.padded(layout, by_member)
+
+    def padded(self, layout: tuple, by_member: dict):
+        batches = [None if m is None else by_member[m.index] for m in layout]
+        length = max(b.x.shape[1] for b in batches if b is not None)
+        return _assemble(self.task, batches, max(length, self.fixed_length or 0))
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _env_flag(name: str) -> bool:
@@ -359,177 +569,3 @@ def _assemble(task: Task, batches: list, length: int):
             y[pos] = b.y
         mask[pos, :length - L] = False
     return x, y, (None if mask.all() else mask)
-
-
-def run_group(configs, out_dirs=None, device=None, *, fused: bool | None = None,
-              cuda_graph: bool | None = None, pad_to_max: bool | None = None,
-              compact_at: float | None = None, progress: bool | None = None) -> list[RunResult]:
-    """Train a group of compatible runs together; one RunResult per config, in order.
-
-    `configs`: RunConfigs or dicts sharing one `grouping.group_key`. `out_dirs`: None or one
-    folder per config (each gets summary/curve/gradflow.parquet like `train.run` writes).
-    `device`: None -> the configs' `device` field (auto: cuda if present), or "cpu"/"cuda[:n]".
-    `fused`, `cuda_graph`: CUDA speed switches (None: environment, default off; see above).
-    `pad_to_max`: pad every batch to the task's maximum length (static shapes; None: with
-    CUDA graphs). `compact_at`: drop retired members from the stack once the live fraction is
-    at or below this (None: 1.0, i.e. at once, eagerly; 0.5 with CUDA graphs, where compacting
-    means a new capture); until then retired members stay in the stack, masked out.
-    """
-    cfgs = [c if isinstance(c, RunConfig) else RunConfig.from_dict(c, where=f"run {i}")
-            for i, c in enumerate(configs)]
-    check_group(cfgs)
-    if out_dirs is not None:
-        out_dirs = [Path(d) for d in out_dirs]
-        if len(out_dirs) != len(cfgs):
-            raise ValueError(f"{len(out_dirs)} out_dirs for {len(cfgs)} runs")
-    first = cfgs[0]
-    dev = resolve_device(first.device if device is None else str(device))
-    if dev.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA device is available")
-    fused = _env_flag("RNNBENCH_ENSEMBLE_COMPILE") if fused is None else bool(fused)
-    cuda_graph = _env_flag("RNNBENCH_ENSEMBLE_CUDA_GRAPH") if cuda_graph is None else bool(cuda_graph)
-    on_cuda = dev.startswith("cuda")
-    fused, cuda_graph = fused and on_cuda, cuda_graph and on_cuda   # CPU: plain eager
-    set_precision(dev, first.precision)
-    dtype = torch.float64 if first.dtype == "float64" else torch.float32
-
-    task = tasks.make(first.task, first.T, **first.task_options)
-    members = [_Member(i, cfg, task, out_dirs[i] if out_dirs else None) for i, cfg in enumerate(cfgs)]
-    eval_batch = task.sample(first.eval_size, first.eval_seed, split="test")
-    diag_batch = task.sample(min(first.eval_size, 64), first.eval_seed + 1, split="test")
-    for m in members:
-        m.state = _fresh_state(m.twin, diag_batch)
-
-    model = StackedModel.from_models([m.twin.model for m in members], first.cell, task.per_step,
-                                     activations=[c.activation for c in cfgs], device=dev,
-                                     dtype=dtype, fused=fused)
-    trainer = StackedTrainer(model, cfgs, task.loss_kind, cuda_graph=cuda_graph)
-    stack: list[_Member | None] = list(members)      # stack position -> member (None: retired)
-    t_start = time.perf_counter()
-    view = {m.index: _MemberBackend(m.twin, dev) for m in members}
-    bar = _bar(first, len(members), progress)
-
-    def retire(pos: int, step: int, wall: float):
-        """Finish member `pos`: final weights out, end-of-run records, frozen from now on."""
-        m = stack[pos]
-        state = m.state
-        trainer.model.load_member(pos, m.twin.model)
-        state["wall_time_s"] = wall   # the job's time until this member stopped
-        state["gradflow"].append(m.twin.gradflow(diag_batch, "end", step))
-        result = _result(m.cfg, task, view[m.index], state, m.run_id)
-        result.summary = _with_size(result.summary, len(members))
-        if m.out_dir is not None:
-            records.write_run(m.out_dir, result.summary, result.curve, result.gradflow)
-        m.result = result
-        stack[pos] = None
-        trainer.active[pos] = False
-
-    def evaluate(entries, step):
-        """entries: (pos, loss, grad_norm, clipped); train._evaluate for each member."""
-        preds = trainer.predict(eval_batch.x, [e[0] for e in entries], task.per_step)
-        for (pos, loss, grad_norm, clipped), pred in zip(entries, preds):
-            m = stack[pos]
-            _evaluate(m.state, _Prediction(m.cfg, pred), task, eval_batch, step, loss, grad_norm, clipped)
-
-    def running(m, step):
-        return step < m.cfg.steps and not m.state["solved"] and not m.state["diverged"]
-
-    step = 0
-    evaluate([(pos, None, None, None) for pos in range(len(stack))], 0)
-    wall = time.perf_counter() - t_start
-    for pos, m in enumerate(stack):
-        if not running(m, 0):
-            retire(pos, 0, wall)
-
-    pad_to_max = cuda_graph if pad_to_max is None else bool(pad_to_max)
-    compact_at = (0.5 if cuda_graph else 1.0) if compact_at is None else float(compact_at)
-    fixed_length = task.max_length if (pad_to_max or not _variable_length(task)) else None
-    pool = ThreadPoolExecutor(max_workers=1) if on_cuda else None
-    pending = None
-
-    def padded(layout, by_member):
-        batches = [None if m is None else by_member[m.index] for m in layout]
-        length = max(b.x.shape[1] for b in batches if b is not None)
-        return _assemble(task, batches, max(length, fixed_length or 0))
-
-    def draw(step, layout):
-        by_member = {m.index: task.sample(m.cfg.batch_size, batch_seed(m.cfg.seed, step), split="train")
-                     for m in layout if m is not None}
-        return layout, by_member, padded(layout, by_member)
-
-    try:
-        while any(m is not None for m in stack):
-            layout = tuple(stack)
-            if pending is not None and pending[0] == step:
-                got_layout, by_member, arrays = pending[1].result()
-                if got_layout != layout:   # members retired since: re-pad the same batches
-                    arrays = padded(layout, by_member)
-            else:
-                _, _, arrays = draw(step, layout)
-            pending = (step + 1, pool.submit(draw, step + 1, layout)) if pool is not None else None
-            x_np, y_np, mask_np = arrays
-            x = torch.as_tensor(x_np, dtype=dtype).to(dev, non_blocking=True)
-            y = torch.as_tensor(y_np, dtype=dtype if task.loss_kind == "mse" else torch.long).to(dev)
-            mask = None if mask_np is None else torch.as_tensor(mask_np).to(dev)
-            if pad_to_max and mask is None and _variable_length(task):
-                mask = torch.ones(x.shape[0], x.shape[2], dtype=torch.bool, device=dev)
-            stats = trainer.step(x, y, mask).cpu().numpy()
-            step += 1
-            to_eval, finished, profile = [], [], []
-            for pos, m in enumerate(stack):
-                if m is None:
-                    continue
-                loss, grad_norm, clipped = float(stats[0, pos]), float(stats[1, pos]), bool(stats[2, pos])
-                outcome = record_step(m.state, m.cfg, task, step, loss, grad_norm, clipped)
-                if outcome == "diverged":
-                    finished.append(pos)
-                    continue
-                if outcome == "evaluate":
-                    to_eval.append((pos, loss, grad_norm, clipped))
-                if diagnostics_due(m.cfg, step):
-                    profile.append(pos)
-            if to_eval:
-                evaluate(to_eval, step)
-            for pos in profile:
-                m = stack[pos]
-                trainer.model.load_member(pos, m.twin.model)
-                m.state["gradflow"].append(m.twin.gradflow(diag_batch, f"step {step}", step))
-            for pos, *_ in to_eval:
-                if not running(stack[pos], step):
-                    finished.append(pos)
-            wall = time.perf_counter() - t_start
-            for pos in sorted(finished):
-                retire(pos, step, wall)
-            if bar is not None:
-                bar.update(1)
-            live = [pos for pos, m in enumerate(stack) if m is not None]
-            if live and len(live) < len(stack) and len(live) <= compact_at * len(stack):
-                trainer = trainer.select(live)
-                stack = [stack[pos] for pos in live]
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        if bar is not None:
-            bar.close()
-    return [m.result for m in members]
-
-
-def _with_size(summary: dict, size: int) -> dict:
-    """The summary with `ensemble_size` right after `device_used`."""
-    out = {}
-    for k, v in summary.items():
-        out[k] = v
-        if k == "device_used":
-            out["ensemble_size"] = size
-    out.setdefault("ensemble_size", size)
-    return out
-
-
-def _bar(cfg, size, enabled):
-    if enabled is None:
-        enabled = sys.stderr.isatty() and not os.environ.get("RNNBENCH_NO_PROGRESS")
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=cfg.steps, desc=f"ensemble of {size}: {cfg.cell} T={cfg.T}", leave=False,
-                dynamic_ncols=True)
