@@ -2,10 +2,16 @@
 result-table comparison, unvalidated configs) live in tests/support.py, imported by name."""
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
+from rnnbench import init, models, plugins, registry, tasks
 from support import make_workdir
+
+# the module itself: `models.activations` is the function that lists them
+activations = importlib.import_module("rnnbench.models.activations")
 
 
 @pytest.fixture
@@ -29,3 +35,16 @@ def workflow_copy(tmp_path):
         count += 1
         return make_workdir(tmp_path / f"workflow-{count}", study, name, extra)
     return make
+
+
+@pytest.fixture
+def isolated_registries(monkeypatch):
+    """Every registry (cells, activations, init schemes, tasks) and the plug-in bookkeeping as
+    found before the test, whatever the test registers or loads."""
+    monkeypatch.setattr(models.registry, "_CELLS", dict(models.registry._CELLS))
+    monkeypatch.setattr(activations, "_ACTIVATIONS", dict(activations._ACTIVATIONS))
+    monkeypatch.setattr(init, "_REGISTRY", dict(init._REGISTRY))
+    monkeypatch.setattr(tasks.registry, "REGISTRY", dict(tasks.registry.REGISTRY))
+    monkeypatch.setattr(plugins, "_LOADED", dict(plugins._LOADED))
+    monkeypatch.setattr(registry, "_ORIGINS", dict(registry._ORIGINS))
+    monkeypatch.setattr(models, "_MATCHED", {})

@@ -1,5 +1,4 @@
 """Cells, activations, the registry and SequenceModel (CPU, small, float64 where it matters)."""
-import importlib
 
 import pytest
 import torch
@@ -26,10 +25,7 @@ def test_registries():
         models.register_activation("tanh", torch.tanh, 1.0)
 
 
-def test_register_user_cell_and_activation(monkeypatch):
-    activations_module = importlib.import_module("rnnbench.models.activations")
-    monkeypatch.setattr(models.registry, "_CELLS", dict(models.registry._CELLS))  # leave the registries as found
-    monkeypatch.setattr(activations_module, "_ACTIVATIONS", dict(activations_module._ACTIVATIONS))
+def test_register_user_cell_and_activation(isolated_registries):
 
     def build_loop(input_size, hidden_size, num_layers, bidirectional, cfg):
         return LoopRNN(input_size, hidden_size, num_layers, cfg.activation, bidirectional)

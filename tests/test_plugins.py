@@ -21,23 +21,14 @@ from rnnbench.config import RunConfig
 from rnnbench.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
-activations = importlib.import_module("rnnbench.models.activations")  # the module, not the function
 TEMPLATE = (ROOT / "methods" / "template_cell.py").read_text()
 TINY = dict(task="adding", T=6, hidden=5, batch_size=8, steps=12, eval_interval=6,
             eval_size=32, optimizer="adam")
 
 
 @pytest.fixture(autouse=True)
-def registries(monkeypatch, tmp_path):
-    """Every test starts in an empty folder (no methods/) with the registries and the plug-in
-    book-keeping as found, and leaves them so."""
-    monkeypatch.setattr(models.registry, "_CELLS", dict(models.registry._CELLS))
-    monkeypatch.setattr(activations, "_ACTIVATIONS", dict(activations._ACTIVATIONS))
-    monkeypatch.setattr(init, "_REGISTRY", dict(init._REGISTRY))
-    monkeypatch.setattr(tasks.registry, "REGISTRY", dict(tasks.registry.REGISTRY))
-    monkeypatch.setattr(plugins, "_LOADED", dict(plugins._LOADED))
-    monkeypatch.setattr(registry, "_ORIGINS", dict(registry._ORIGINS))
-    monkeypatch.setattr(models, "_MATCHED", {})
+def in_empty_folder(isolated_registries, monkeypatch, tmp_path):
+    """Every test starts in an empty folder (no methods/), with the registries as found."""
     monkeypatch.delenv(plugins.ENV_VAR, raising=False)
     monkeypatch.chdir(tmp_path)
 

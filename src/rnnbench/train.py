@@ -1,6 +1,6 @@
 """One run: train, evaluate on fixed held-out sequences, stop when solved, record everything.
 
-The loop is backend-agnostic: a backend (`backends.py`) owns the parameters and does one
+The loop is backend-agnostic: a backend (`backends/`, the `Backend` protocol) owns the parameters and does one
 optimisation step; this module owns the data stream and the checkpoints, and a `RunState`
 (run_state.py) the evaluations, divergence detection and the records. The data of step i is a
 pure function of (seed, i), so a resumed run sees exactly the batches an uninterrupted one would.

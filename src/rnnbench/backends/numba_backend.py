@@ -14,6 +14,7 @@ from .. import reference
 from ..config import RunConfig
 from ..diagnostics import gradient_flow
 from ..init import build_initialised_model
+from ..models.network import gated_spectral_radius
 from ..optim import NumpyOptimizer, numpy_clip
 from ..tasks.losses import loss_grad, numpy_loss
 
@@ -102,7 +103,7 @@ class NumbaBackend:
 
     # --- measurements -------------------------------------------------------------------
     def spectral_radius(self) -> float:
-        return spectral_radius(self.params["weight_hh"], self.hidden)
+        return gated_spectral_radius(self.params["weight_hh"], len(self.params["weight_hh"]) // self.hidden)
 
     def n_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))
@@ -128,14 +129,3 @@ class NumbaBackend:
 
 def _numpy(tensor, dtype):
     return np.ascontiguousarray(tensor.detach().cpu().numpy().astype(dtype))
-
-
-def spectral_radius(weight_hh: np.ndarray, hidden: int) -> float:
-    """`models.spectral_radius` of a built-in cell's weight_hh_l0 (G*H, H), in numpy: the
-    largest over the G gate blocks (H, H) of max |eigenvalue|, in float64; NaN for a
-    non-finite weight (LAPACK refuses it)."""
-    weight = np.asarray(weight_hh, dtype=np.float64)
-    if not np.isfinite(weight).all():
-        return math.nan
-    blocks = np.split(weight, weight.shape[0] // hidden, axis=0)
-    return max(float(np.abs(np.linalg.eigvals(block)).max()) for block in blocks)

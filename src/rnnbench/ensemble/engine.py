@@ -3,7 +3,7 @@
 `run_group(configs, out_dirs=None, device=None) -> list[RunResult]` trains a group of
 compatible runs (`grouping.check_group`) and returns, and with `out_dirs` writes, exactly the
 records `train.run` would give for each run on its own: the same data stream
-(`train.batch_seed(seed, step)`), the same starting weights (`backends.build_initialised_model`,
+(`train.batch_seed(seed, step)`), the same starting weights (`init.build_initialised_model`,
 through a CPU twin `TorchBackend` per member), the same evaluation schedule, divergence rule,
 early stop, curve/summary/gradflow rows (one `run_state.RunState` per member, as `train.run`
 keeps), with `backend_used = "ensemble"` and the extra column `ensemble_size`.
