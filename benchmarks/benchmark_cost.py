@@ -23,7 +23,7 @@ import pandas as pd
 from rnnbench import tasks
 from rnnbench.backends import make_backend
 from rnnbench.benchmark import BENCHMARK, method_seconds
-from rnnbench.cli import _set_threads
+from rnnbench.cli import set_threads
 from rnnbench.models import is_plugin
 from rnnbench.study import load_study
 from rnnbench.train import batch_seed
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="training steps timed per run")
     parser.add_argument("--no-timing", action="store_true", help="the FLOP model for all")
     args = parser.parse_args()
-    _set_threads(1)
+    set_threads(1)
     study = load_study(args.benchmark)
     runs = study.runs()
     timings = {}

@@ -205,3 +205,37 @@ def test_no_import_cycles():
     if cycles:
         pytest.fail("import cycles in src/rnnbench:\n"
                     + "\n".join(format_cycle(c) for c in cycles))
+
+
+def private_imports(root: Path = SRC, package: str = PACKAGE) -> list[str]:
+    """`from X import _name` where X is a module of the package and `_name` is neither a module
+    nor a dunder: a private helper used outside its module, i.e. code whose home is elsewhere."""
+    modules = module_names(root, package)
+    found = []
+    for name, path in modules.items():
+        for node in _import_nodes(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level == 0 and not (node.module or "").startswith(package):
+                continue
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and not any(m.endswith("." + alias.name) for m in modules):
+                    found.append(f"{name}: from {'.' * node.level}{node.module or ''} "
+                                 f"import {alias.name}")
+    return sorted(found)
+
+
+def test_no_module_imports_a_private_name_of_another():
+    found = private_imports()
+    assert not found, "private names imported across modules:\n" + "\n".join(found)
+
+
+def test_private_import_finder_on_a_synthetic_package(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from ._version import __version__\n")
+    (pkg / "_version.py").write_text("__version__ = '1'\n")
+    (pkg / "a.py").write_text("def _helper():\n    pass\n")
+    (pkg / "b.py").write_text("from .a import _helper\nfrom numpy import _globals\n")
+    assert private_imports(tmp_path, "pkg") == ["pkg.b: from .a import _helper"]

@@ -15,11 +15,11 @@ import hashlib
 import math
 from dataclasses import dataclass
 
+from .cell_table import GATES
 from .config import merge_settings
 
 CHUNK_DEFAULTS = {"enabled": True, "per_core": 2, "max_minutes": 30.0}
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}     # weight blocks per cell; plug-in cells count as 1
 FLOPS_PER_SECOND = 2e10                     # small GEMMs on one core, numba kernels
 TORCH_SLOWDOWN = 3.0                        # autograd over small tensors: per-op overheads
 STEP_OVERHEAD_S = 5e-4                      # data generation, loss, clipping, optimiser update

@@ -52,7 +52,7 @@ def _cmd_run(args) -> int:
         values.update(json.loads(args.json))
     values.update(_parse_overrides(args.overrides))
     cfg = RunConfig.from_dict(values)  # fails here, naming the field, before any compute
-    _set_threads(args.threads)
+    set_threads(args.threads)
     result = run(cfg, out_dir=args.out)
     s = result.summary
     print(f"run {s['run_id']}: solved={s['solved']} steps={s['steps_done']} "
@@ -66,7 +66,7 @@ def _cmd_run_chunk(args) -> int:
     from .train import run_chunk
 
     runs = read_chunk_spec(args.spec)  # every config checked before the first run trains
-    _set_threads(args.threads)
+    set_threads(args.threads)
     failed = run_chunk(runs)
     if failed:
         print(f"rnnbench: {len(failed)} of {len(runs)} runs failed: {', '.join(failed)}",
@@ -100,7 +100,7 @@ def read_chunk_spec(path) -> list:
     return runs
 
 
-def _set_threads(n: int):
+def set_threads(n: int):
     """Small recurrent models run fastest on one thread; a sweep parallelises across runs."""
     import torch
     torch.set_num_threads(n)

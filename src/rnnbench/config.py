@@ -80,7 +80,7 @@ class RunConfig:
             raise ValueError(
                 f"{where}: unknown config key(s) {unknown}; allowed keys: {sorted(known)}")
         hints = typing.get_type_hints(cls)
-        coerced = {k: _coerce(k, v, hints[k], where) for k, v in values.items()}
+        coerced = {k: coerce_field(k, v, hints[k], where) for k, v in values.items()}
         return cls(**coerced)
 
     def to_dict(self) -> dict:
@@ -113,7 +113,7 @@ def field_names() -> list[str]:
     return [f.name for f in fields(RunConfig)]
 
 
-def _coerce(key, value, hint, where):
+def coerce_field(key, value, hint, where):
     """Check a value against the field's annotation; ints are accepted for floats."""
     origin = typing.get_origin(hint)
     allowed = typing.get_args(hint) if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) else (hint,)
@@ -182,7 +182,7 @@ def validate(cfg: RunConfig) -> None:
     """Value checks that need no compute. Registries are imported lazily (they import torch)."""
     hints = typing.get_type_hints(RunConfig)
     for f in fields(RunConfig):  # type check also for direct construction
-        _coerce(f.name, getattr(cfg, f.name), hints[f.name], "config")
+        coerce_field(f.name, getattr(cfg, f.name), hints[f.name], "config")
     positive = ("T", "hidden", "layers", "batch_size", "steps", "eval_interval", "eval_size")
     for name in positive:
         if getattr(cfg, name) <= 0:

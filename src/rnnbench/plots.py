@@ -33,7 +33,7 @@ COMPARISON_COLUMNS = COLUMNS + EXTRA_COLUMNS  # the rest of a comparison table a
 
 
 # --- shared helpers --------------------------------------------------------------------------
-def _figure(n_panels: int = 1, ncols: int = 3, size=(4.2, 3.2)):
+def new_figure(n_panels: int = 1, ncols: int = 3, size=(4.2, 3.2)):
     ncols = max(1, min(ncols, n_panels))
     nrows = max(1, math.ceil(n_panels / ncols))
     fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
@@ -59,7 +59,7 @@ def save(fig: Figure, path_stem) -> list[Path]:
 
 
 def _empty(path_stem, title: str, note: str) -> list[Path]:
-    fig, (ax,) = _figure(1)
+    fig, (ax,) = new_figure(1)
     ax.set_title(title)
     ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, color="0.4")
     ax.set_xticks([])
@@ -139,7 +139,7 @@ def success_vs_T(runs: pd.DataFrame, path_stem) -> list[Path]:
     keys = [c for c in key_columns(runs) if c not in ("task", "T")]
     table = table.merge(labelled[keys + ["line"]].drop_duplicates(keys), on=keys, how="left")
     tasks = list(pd.unique(table["task"]))
-    fig, axes = _figure(len(tasks))
+    fig, axes = new_figure(len(tasks))
     palette = _palette(runs)
     lines = list(palette)
     for ax, task in zip(axes, tasks):
@@ -192,7 +192,7 @@ def grad_norms(curves: pd.DataFrame, runs: pd.DataFrame, path_stem) -> list[Path
 
 def _per_panel(data, runs, y, ylabel, path_stem, decorate):
     panels = _panels(runs[runs["run_id"].isin(data["run_id"])])
-    fig, axes = _figure(len(panels))
+    fig, axes = new_figure(len(panels))
     palette = _palette(runs)
     for ax, key in zip(axes, panels):
         sub = data[(data["task"] == key[0]) & (data["T"] == key[1])]
@@ -238,7 +238,7 @@ def gradflow_vs_lag(gradflow: pd.DataFrame, runs: pd.DataFrame, path_stem) -> li
     data["relative"] = data["grad_norm"] / data["ref"]
     phases = [p for p in ("start", "end") if p in set(data["phase"])]
     panels = _panels(runs[runs["run_id"].isin(data["run_id"])])
-    fig, axes = _figure(len(panels) * len(phases), ncols=len(phases))
+    fig, axes = new_figure(len(panels) * len(phases), ncols=len(phases))
     palette = _palette(runs)
     for i, key in enumerate(panels):
         for j, phase in enumerate(phases):
@@ -281,7 +281,7 @@ def comparison(comparison: pd.DataFrame, path_stem) -> list[Path]:
     extra = [c for c in table.columns if c not in COMPARISON_COLUMNS]  # cell keys beyond T
     tasks = list(pd.unique(table["task"]))
     most = max((table["task"] == t).sum() for t in tasks)
-    fig, axes = _figure(2 * len(tasks), ncols=2, size=(5.0, 0.38 * most + 1.4))
+    fig, axes = new_figure(2 * len(tasks), ncols=2, size=(5.0, 0.38 * most + 1.4))
     xlim = _ratio_limits(table)
     for i, task in enumerate(tasks):
         sub = table[table["task"] == task]

@@ -37,7 +37,7 @@ import pandas as pd
 import yaml
 
 from .chunks import CHUNK_DEFAULTS, check_settings, plan
-from .config import (EXPONENT_NUMBER, YAML_NUMBER_HINT, RunConfig, _coerce, field_names,
+from .config import (EXPONENT_NUMBER, YAML_NUMBER_HINT, RunConfig, coerce_field, field_names,
                      merge_settings)
 
 TOP_LEVEL_KEYS = ("study", "description", "seeds", "fixed", "methods", "axes", "exclude",
@@ -402,7 +402,7 @@ def _fields(values, where, allow_reserved=False, check_types=True) -> dict:
     if not check_types:
         return dict(values)
     hints = typing.get_type_hints(RunConfig)
-    return {k: _coerce(k, v, hints[k], where) for k, v in values.items()}
+    return {k: coerce_field(k, v, hints[k], where) for k, v in values.items()}
 
 
 def _methods(methods, where) -> dict:

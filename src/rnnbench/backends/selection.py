@@ -7,10 +7,11 @@ from __future__ import annotations
 import torch
 
 from .. import models
+# what the Numba kernels cover, under the names callers know
+from ..cell_table import BUILTIN_CELLS as REFERENCE_CELLS
+from ..cell_table import KERNEL_ACTIVATIONS as REFERENCE_ACTIVATIONS
 from ..config import RunConfig
 
-REFERENCE_CELLS = ("rnn", "lstm", "gru")
-REFERENCE_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 
 
 def resolve_device(device: str) -> str:

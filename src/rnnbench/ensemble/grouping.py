@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
+from ..cell_table import BUILTIN_CELLS as CELLS
 from ..config import RunConfig, field_names
 
 # Fields that may differ inside one group (per-member state in the engine).
@@ -24,7 +25,6 @@ VARYING = frozenset({
     "early_stop", "divergence_factor", "diagnostics_every", "checkpoint_every",
     "method", "backend",
 })
-CELLS = ("rnn", "lstm", "gru")
 
 
 def why_not(cfg: RunConfig) -> str | None:

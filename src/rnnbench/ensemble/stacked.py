@@ -24,13 +24,12 @@ from typing import Sequence
 
 import torch
 
+from ..cell_table import BUILTIN_CELLS as CELLS, GATES
 from ..models.activations import get_activation
 
 PARAM_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 HEAD_KEYS = ("head_weight", "head_bias")
 ALL_KEYS = PARAM_KEYS + HEAD_KEYS
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-CELLS = tuple(GATES)
 
 # Above this many elements, the input projection x W_ih^T of a whole sequence is not
 # materialised at once but computed step by step (same numbers, less memory).

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import register_cell
+from ..cell_table import GATES
 from .activations import get_activation
+from .registry import register_cell
 
 FUSED = ("tanh", "relu")  # the nonlinearities nn.RNN (cuDNN) implements
 
@@ -20,7 +21,7 @@ FUSED = ("tanh", "relu")  # the nonlinearities nn.RNN (cuDNN) implements
 class LoopRNN(nn.Module):
     """nn.RNN(batch_first=True) for any registered elementwise activation, as a Python loop."""
 
-    gate_count = 1
+    gate_count = GATES["rnn"]
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bidirectional: bool = False,
@@ -101,7 +102,7 @@ def build(input_size: int, hidden_size: int, num_layers: int, bidirectional: boo
                        bidirectional=bidirectional)
     rnn = nn.RNN(input_size, hidden_size, num_layers, nonlinearity=activation,
                  batch_first=True, bidirectional=bidirectional)
-    rnn.gate_count = 1
+    rnn.gate_count = GATES["rnn"]
     return rnn
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .. import records
 from ..aggregate import wilson_interval, write_table
-from ..plots import _figure, method_colours
+from ..plots import new_figure, method_colours
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -142,7 +142,7 @@ def save(fig, out_dir, name: str) -> list[Path]:
 
 
 def figure(n_panels: int = 1, ncols: int = 2, size=(4.6, 3.4)):
-    return _figure(n_panels, ncols=ncols, size=size)
+    return new_figure(n_panels, ncols=ncols, size=size)
 
 
 def set_title(fig, text: str) -> None:

@@ -10,9 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-CELLS = ("rnn", "lstm", "gru")
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
+from ..cell_table import BUILTIN_CELLS as CELLS, GATES, KERNEL_ACTIVATIONS as RNN_ACTIVATIONS
+
 PARAM_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
