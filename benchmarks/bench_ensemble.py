@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/bench_ensemble.py                  # GPU table (H=128, B=64, T=200)
     .venv/bin/python benchmarks/bench_ensemble.py --precision tf32
     .venv/bin/python benchmarks/bench_ensemble.py --quick          # CPU smoke run, small sizes
+    .venv/bin/python benchmarks/bench_ensemble.py --device cpu --threads 1 --hidden 16 \
+        --batch 32 --length 50 --members 1,4,16,64 --skip-loop     # can it win on a CPU?
 
 One "model-step" is one optimisation step of one model: forward over T steps, backward
 (BPTT), global-norm clipping and an SGD update, on a fresh batch of B sequences of input size I
@@ -10,6 +12,8 @@ with a scalar MSE readout at the last step. Rows:
 
   nn.<Cell>       the fused library RNN (cuDNN on CUDA), one model at a time
   <Cell>Cell loop a Python loop of nn.<Cell>Cell over time, one model at a time
+  numba backend   (CPU only) rnnbench's Numba backend, one model at a time: the path a CPU
+                  sweep takes for these cells, so the row the ensemble must beat on a CPU
   ensemble G=..   G models stacked (rnnbench.ensemble.StackedTrainer), one step trains all G;
                   modes: eager, compile (torch.compile of the cell's elementwise step), graph
                   (the whole step captured in a CUDA graph), compile+graph
@@ -33,7 +37,11 @@ from types import SimpleNamespace
 import torch
 
 from rnnbench.ensemble.engine import StackedTrainer
-from rnnbench.ensemble.stacked import GATES, StackedModel
+from rnnbench.backends.numba_backend import NumbaBackend
+from rnnbench.cell_table import GATES
+from rnnbench.config import RunConfig
+from rnnbench.ensemble.stacked import StackedModel
+from rnnbench.tasks import make as make_task
 
 LIBRARY = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 CELL_LOOP = {"rnn": torch.nn.RNNCell, "lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}
@@ -95,6 +103,23 @@ def loop_step(cell, H, B, T, I, device):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+    return step
+
+
+def numba_step(cell, H, B, T, I, device):
+    """One step of the Numba backend (forward, BPTT, norm clipping, SGD) on the adding problem's
+    shapes (input size 2, scalar MSE readout), float32 like the other rows."""
+    if device.type != "cpu" or I != 2:
+        raise ValueError("the Numba row needs --device cpu and --input-size 2")
+    cfg = RunConfig(task="adding", T=T, cell=cell, hidden=H, batch_size=B, optimizer="sgd",
+                    lr=0.01, clip="norm", clip_threshold=1.0, dtype="float32", backend="numba",
+                    device="cpu")
+    task = make_task("adding", T)
+    backend = NumbaBackend(cfg, task)
+    batch = task.sample(B, 0)
+
+    def step():
+        backend.step(batch)
     return step
 
 
@@ -211,6 +236,9 @@ def main(argv=None):
         if not args.skip_loop:
             seconds, mem = measure(lambda: loop_step(cell, H, B, T, I, device))
             report(cell, f"{cell.upper()}Cell loop", 1, seconds, base, mem)
+        if device.type == "cpu":
+            seconds, mem = measure(lambda: numba_step(cell, H, B, T, I, device))
+            report(cell, "numba backend", 1, seconds, base, mem)
         for mode in modes:
             fused, graph = "compile" in mode, "graph" in mode
             for G in members:
