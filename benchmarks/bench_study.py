@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_study.py                  # the default study, 2 cores
     .venv/bin/python benchmarks/bench_study.py --variants chunks=2 chunks=1 one-per-job
     .venv/bin/python benchmarks/bench_study.py --study config/studies/x.yaml --cores 2
+    .venv/bin/python benchmarks/bench_study.py --results results/le2015 --wall 840   # already run
 
 For each variant, the study runs from a clean results folder in a temporary copy of the
 workflow (`snakemake --cores N`, the default profile). Reported, side by side in one run:
@@ -14,6 +15,13 @@ workflow (`snakemake --cores N`, the default profile). Reported, side by side in
   another with nn.RNN/LSTM/GRU, a linear head, the same optimiser, clipping, batch size, task
   data and number of steps as each run took in the suite, and nothing else (no evaluation, no
   diagnostics, no files) -- the script a user would write instead of using the suite.
+
+With `--results DIR --wall SECONDS` the study is not run again: DIR is a finished study (its
+runs.parquet) and SECONDS the wall time its `snakemake` command took (measured by the caller,
+e.g. `date +%s` before and after). For a paper study, which is too long to train twice, the
+plain script then trains a sample: one run per combination of the study's swept fields other
+than the seed (the lowest seed), each for the steps it took in the suite; every other run is
+priced at its combination's measured seconds per step. A study's plain-script cost is the sum.
 
 Goals (issue "Sweep throughput on a CPU"): suite <= 1.3 x training; suite >= 2 x faster than the
 plain script, both in core-seconds.
@@ -41,13 +49,16 @@ TORCH_MODULES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 def plain_script(runs_json: str) -> None:
     """Train every run of the list (dicts: task, T, task_options, cell, activation, hidden,
-    optimizer, lr, momentum, clip, clip_threshold, batch_size, seed, steps) in this process."""
+    optimizer, lr, momentum, clip, clip_threshold, batch_size, seed, steps) in this process;
+    write each run's training seconds to the list's file + ".seconds" (JSON)."""
     import torch
 
     from rnnbench.tasks import losses, make
 
     torch.set_num_threads(1)
+    seconds = []
     for run in json.loads(Path(runs_json).read_text()):
+        start = time.perf_counter()
         task = make(run["task"], run["T"], **json.loads(run["task_options"]))
         torch.manual_seed(run["seed"])
         kwargs = {"nonlinearity": run["activation"]} if run["cell"] == "rnn" else {}
@@ -73,6 +84,8 @@ def plain_script(runs_json: str) -> None:
             elif run["clip"] == "value":
                 torch.nn.utils.clip_grad_value_(params, run["clip_threshold"])
             opt.step()
+        seconds.append(time.perf_counter() - start)
+    Path(runs_json + ".seconds").write_text(json.dumps(seconds))
 
 
 def workdir(root: Path, study: dict, variant: str) -> Path:
@@ -106,7 +119,9 @@ def run_suite(study: dict, variant: str, cores: int) -> tuple[float, "pd.DataFra
     return wall, runs
 
 
-def run_plain(runs) -> float:
+def run_plain(runs, per_run: bool = False):
+    """Core-seconds of the plain script on `runs` (one process, one thread); with `per_run`
+    also each run's training seconds."""
     columns = ["task", "T", "task_options", "cell", "activation", "hidden", "optimizer", "lr",
                "momentum", "clip", "clip_threshold", "batch_size", "seed", "steps_done"]
     unsupported = sorted(set(runs["cell"]) - set(TORCH_MODULES)) + sorted(
@@ -121,9 +136,32 @@ def run_plain(runs) -> float:
         start = time.perf_counter()
         subprocess.run([sys.executable, __file__, "--plain", f.name], check=True,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
-        return time.perf_counter() - start  # one thread: wall = core-seconds
+        total = time.perf_counter() - start  # one thread: wall = core-seconds
+        seconds = json.loads(Path(f.name + ".seconds").read_text())
+        return (total, seconds) if per_run else total
     finally:
         os.unlink(f.name)
+        Path(f.name + ".seconds").unlink(missing_ok=True)
+
+
+def sampled_plain(runs) -> tuple[float, int]:
+    """The plain script's estimated core-seconds for `runs`, from training one run per
+    combination of swept fields (all but the seed; the lowest seed), and the sample's size.
+    Each combination's runs are priced at its sample's seconds per step; the one process start
+    is counted once."""
+    from rnnbench.config import field_names
+
+    varying = [c for c in field_names() if c in runs and c != "seed"
+               and runs[c].astype(str).nunique() > 1]
+    keys = ["method", *[c for c in varying if c != "method"]] if "method" in runs else varying
+    groups = runs.assign(_key=runs[keys].astype(str).agg("|".join, axis=1)).groupby("_key")
+    sample = groups.apply(lambda g: g.sort_values("seed").iloc[0], include_groups=False)
+    total, seconds = run_plain(sample, per_run=True)
+    start_cost = total - sum(seconds)
+    steps = groups["steps_done"].sum()
+    estimate = start_cost + sum(sec / max(int(row.steps_done), 1) * steps[key]
+                                for (key, row), sec in zip(sample.iterrows(), seconds))
+    return estimate, len(sample)
 
 
 def main() -> int:
@@ -132,11 +170,16 @@ def main() -> int:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--variants", nargs="+", default=["chunks=2"],
                         help="chunks=K (K chunk jobs per core) or one-per-job")
+    parser.add_argument("--results", type=Path,
+                        help="a finished study's folder: measure it instead of running a study")
+    parser.add_argument("--wall", type=float, help="with --results: its snakemake wall seconds")
     parser.add_argument("--plain", help=argparse.SUPPRESS)  # internal: the plain script itself
     args = parser.parse_args()
     if args.plain:
         plain_script(args.plain)
         return 0
+    if args.results:
+        return measured_study(args.results, args.wall, args.cores, parser)
     study = yaml.safe_load(Path(args.study).read_text())
     rows = []
     plain = None
@@ -155,6 +198,24 @@ def main() -> int:
     for variant, n, wall, suite, training, plain in rows:
         print(f"| {variant} | {n} | {wall:.1f} | {suite:.1f} | {training:.1f} | {plain:.1f} "
               f"| {suite / training:.2f} | {plain / suite:.2f} |")
+    return 0
+
+
+def measured_study(results: Path, wall: float | None, cores: int, parser) -> int:
+    import pandas as pd
+
+    if wall is None:
+        parser.error("--results needs --wall (the wall seconds of the study's snakemake command)")
+    runs = pd.read_parquet(results / "runs.parquet")
+    suite, training = cores * wall, float(runs["wall_time_s"].sum())
+    plain, sampled = sampled_plain(runs)
+    print(f"\nstudy {results.name!r} as run: {len(runs)} runs, {cores} cores, plain script "
+          f"estimated from {sampled} sampled runs\n")
+    print("| study | runs | suite wall s | suite core-s | runs' training s | plain script core-s "
+          "(estimated) | suite / training (goal <= 1.3) | plain / suite (goal >= 2) |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| {results.name} | {len(runs)} | {wall:.0f} | {suite:.0f} | {training:.0f} | "
+          f"{plain:.0f} | {suite / training:.2f} | {plain / suite:.2f} |")
     return 0
 
 
