@@ -38,7 +38,7 @@ import torch
 
 from rnnbench.ensemble.engine import StackedTrainer
 from rnnbench.backends.numba_backend import NumbaBackend
-from rnnbench.cell_table import GATES
+from rnnbench.cell_table import GATE_COUNT
 from rnnbench.config import RunConfig
 from rnnbench.ensemble.stacked import StackedModel
 from rnnbench.tasks import make as make_task
@@ -124,7 +124,7 @@ def numba_step(cell, H, B, T, I, device):
 
 
 def ensemble_step(cell, H, B, T, I, G, device, fused, graph):
-    gH = GATES[cell] * H
+    gH = GATE_COUNT[cell] * H
     bound = H ** -0.5
     shapes = {"weight_ih": (G, gH, I), "weight_hh": (G, gH, H), "bias_ih": (G, gH),
               "bias_hh": (G, gH), "head_weight": (G, 1, H), "head_bias": (G, 1)}
@@ -141,7 +141,7 @@ def ensemble_step(cell, H, B, T, I, G, device, fused, graph):
 
 
 def flops_per_model_step(cell, H, B, T, I) -> float:
-    gH = GATES[cell] * H
+    gH = GATE_COUNT[cell] * H
     forward = T * 2 * B * gH * (I + H) + 2 * B * H
     return 3.0 * forward
 

@@ -16,6 +16,7 @@ import yaml
 import rnnbench
 from rnnbench import models
 from rnnbench.config import RunConfig
+from rnnbench.chunks import CHUNK_DEFAULTS, check_settings
 from rnnbench.study import check_numbers_read_as_text, load_study
 from support import TINY_FIXED, snakemake, tail, unvalidated_cfg
 
@@ -65,6 +66,16 @@ def test_run_rejects_bad_fields_before_compute():
 def test_cell_options_rejected_naming_the_field(changes, field):
     with pytest.raises(ValueError, match=f"'{field}'"):
         models.check_options(unvalidated_cfg(**changes))
+
+
+@pytest.mark.parametrize("fields", [dict(backend="numba"), dict(backend="ensemble"),
+                                    dict(cell="lstm", activation="tanh"), dict(cell="gru"),
+                                    dict(layers=2), dict(regularizer=-1.0),
+                                    dict(regularizer=float("inf"))])
+def test_regularizer_on_unsupported_runs_names_the_field(fields):
+    base = dict(task="adding", T=6, hidden=4, regularizer=2.0)
+    with pytest.raises(ValueError, match="regularizer"):
+        RunConfig(**{**base, **fields})
 
 
 # --- a study's structure and values --------------------------------------------------------
@@ -214,6 +225,22 @@ def test_bad_config_rejected_naming_the_field(change, name):
         load_study(_bad_study(change)).runs()
     assert _names_field(str(excinfo.value), name), (
         f"message does not name '{name}': {excinfo.value}")
+
+
+@pytest.mark.parametrize("value, words", [
+    ({"per_cores": 2}, ["per_cores"]),
+    ({"per_core": -1}, ["per_core"]),
+    ({"per_core": 1.5}, ["per_core"]),
+    ({"max_minutes": 0}, ["max_minutes"]),
+    ({"enabled": "yes"}, ["enabled"]),
+    ("many", ["chunks", "mapping"]),
+])
+def test_bad_chunk_settings_are_named(value, words):
+    with pytest.raises(ValueError) as excinfo:
+        load_study({"study": "s", "fixed": dict(TINY_FIXED), "chunks": value})
+    for word in words:
+        assert word in str(excinfo.value)
+    assert check_settings({}, "x") == CHUNK_DEFAULTS
 
 
 # --- numbers YAML reads as text, and files that are not YAML --------------------------------

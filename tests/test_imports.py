@@ -1,4 +1,4 @@
-"""No import cycles in src/rnnbench.
+"""No import cycles in src/rnnbench, and no private helper imported from another module.
 
 The graph is read from the source with `ast`, without importing anything:
 

@@ -1,9 +1,11 @@
-"""The built-in cells' gate layout: one table that every implementation reads (the torch
-modules, the Numba kernels, the ensemble's stacked weights, backend selection, the cost model).
+"""The built-in cells' gate layout and what the Numba kernels cover: one table for the torch
+modules, the kernels' input checks, the ensemble's stacked weights, backend selection and the
+chunk planner's cost model.
 
 Gate row blocks follow PyTorch's order (torch/nn/modules/rnn.py): a weight or bias of a cell
-with G gates has G * hidden rows, block g holding gate GATE_ROWS[cell][g]. No imports, so
-that the torch-free parts of the suite (the Numba kernels, the chunk planner) can read it.
+with G gates has G * hidden rows, block g holding gate GATE_ROWS[cell][g] (the kernels slice
+their gates in this order and check the shapes against GATE_COUNT). No imports, so that the
+torch-free parts of the suite (the kernels, the chunk planner) can read it.
 """
 GATE_ROWS = {
     "rnn": ("h",),                  # h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
@@ -11,7 +13,19 @@ GATE_ROWS = {
     "gru": ("r", "z", "n"),         # reset, update, new
 }
 BUILTIN_CELLS = tuple(GATE_ROWS)
-GATES = {cell: len(rows) for cell, rows in GATE_ROWS.items()}   # row blocks per weight
+GATE_COUNT = {cell: len(rows) for cell, rows in GATE_ROWS.items()}  # row blocks per weight
 FORGET_GATE = GATE_ROWS["lstm"].index("f")                      # the LSTM's forget-gate block
 # The rnn activations the Numba kernels implement (other activations train on torch).
 KERNEL_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
+
+
+def kernels_cover(cfg) -> bool:
+    """The Numba kernels implement layer 0 of this model: a built-in cell (the rnn with a
+    kernel activation), single layer (their gradient-flow profile needs no more)."""
+    return (cfg.cell in BUILTIN_CELLS and cfg.layers == 1
+            and (cfg.cell != "rnn" or cfg.activation in KERNEL_ACTIVATIONS))
+
+
+def numba_trains(cfg) -> bool:
+    """The Numba backend can train this run: what the kernels cover, one direction, no Omega."""
+    return kernels_cover(cfg) and not cfg.bidirectional and not cfg.regularizer

@@ -15,7 +15,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 
-from .cell_table import GATES
+from .cell_table import GATE_COUNT, kernels_cover, numba_trains
 from .config import merge_settings
 
 CHUNK_DEFAULTS = {"enabled": True, "per_core": 2, "max_minutes": 30.0}
@@ -30,7 +30,7 @@ LOOP_S_PER_TIMESTEP = 2e-4                  # Omega's Python loop over time (rnn
 
 def estimate_seconds(cfg) -> float:
     """Estimated core-seconds of one run: training steps, evaluations, gradient-flow profiles."""
-    gates = GATES.get(cfg.cell, 1)
+    gates = GATE_COUNT.get(cfg.cell, 1)  # a plug-in cell counts as one block
     dirs = 2 if cfg.bidirectional else 1
     hidden, length = cfg.hidden, cfg.T
     # multiply-adds of one sequence's forward pass: every layer, direction and gate block
@@ -40,7 +40,7 @@ def estimate_seconds(cfg) -> float:
     evaluations = cfg.steps // cfg.eval_interval + 1
     evaluation = cfg.eval_size * 2 * per_sequence / FLOPS_PER_SECOND
     profiles = 2 + (cfg.steps // cfg.diagnostics_every if cfg.diagnostics_every else 0)
-    if cfg.cell in GATES and cfg.layers == 1:  # the Jacobian-product instrument (per lag)
+    if kernels_cover(cfg):  # the Numba Jacobian-product instrument (per lag)
         width = 2 if cfg.cell == "lstm" else 1
         profile = length * PROFILE_BATCH * (SVD_S_PER_H3 * width * hidden ** 3
                                             + 2 * gates * hidden ** 3 / FLOPS_PER_SECOND)
@@ -55,9 +55,8 @@ def estimate_seconds(cfg) -> float:
 
 
 def _numba_path(cfg) -> bool:
-    return (cfg.cell in GATES and cfg.layers == 1 and not cfg.bidirectional
-            and not cfg.regularizer
-            and cfg.backend in ("auto", "numba") and cfg.device in ("auto", "cpu"))
+    return (numba_trains(cfg) and cfg.backend in ("auto", "numba")
+            and cfg.device in ("auto", "cpu"))
 
 
 @dataclass(frozen=True)

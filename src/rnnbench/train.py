@@ -1,8 +1,9 @@
 """One run: train, evaluate on fixed held-out sequences, stop when solved, record everything.
 
-The loop is backend-agnostic: a backend (`backends/`, the `Backend` protocol) owns the parameters and does one
-optimisation step; this module owns the data stream and the checkpoints, and a `RunState`
-(run_state.py) the evaluations, divergence detection and the records. The data of step i is a
+The loop is backend-agnostic: a backend (`backends/`, the `Backend` protocol) owns the
+parameters and does one optimisation step; this module owns the data stream and the
+checkpoints, and a `RunState` (run_state.py) the evaluations, divergence detection and the
+records. The data of step i is a
 pure function of (seed, i), so a resumed run sees exactly the batches an uninterrupted one would.
 """
 from __future__ import annotations
@@ -45,8 +46,9 @@ def run(config, out_dir=None, progress: bool | None = None, stop_after: int | No
     `checkpoint_every` > 0 a checkpoint is kept there and resumed from. `stop_after` ends the
     process's work after that many steps without writing results (used to test resumption).
     """
+    # Imported here so that `import rnnbench` (and the Snakemake process) stays free of torch
+    # until a run is built.
     from .backends import make_backend
-
     from .models import resolve_hidden
 
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)

@@ -14,12 +14,10 @@ from __future__ import annotations
 from ..config import RunConfig
 from .base import Backend
 from .precision import set_precision
-from .selection import (REFERENCE_ACTIVATIONS, REFERENCE_CELLS, numba_supports, reference_covers,
-                        resolve_backend, resolve_device)
+from .selection import resolve_backend, resolve_device
 from .torch_backend import TorchBackend
 
-__all__ = ["Backend", "REFERENCE_ACTIVATIONS", "REFERENCE_CELLS", "TorchBackend", "make_backend",
-           "numba_supports", "reference_covers", "resolve_backend", "resolve_device",
+__all__ = ["Backend", "TorchBackend", "make_backend", "resolve_backend", "resolve_device",
            "set_precision"]
 
 

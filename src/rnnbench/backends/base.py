@@ -27,7 +27,7 @@ class Backend(Protocol):
     device its provenance describes."""
 
     cfg: RunConfig
-    """The run's configuration (`train` reads `cfg.early_stop` through it)."""
+    """The run's configuration, as the backend was built from it."""
 
     def step(self, batch: Batch) -> tuple[float, float, bool]:
         """One optimisation step on `batch`: returns (training loss before the step, gradient

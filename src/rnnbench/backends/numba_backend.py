@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from .. import reference
+from ..cell_table import GATE_COUNT
 from ..config import RunConfig
 from ..diagnostics import gradient_flow
 from ..init import build_initialised_model
@@ -103,7 +104,7 @@ class NumbaBackend:
 
     # --- measurements -------------------------------------------------------------------
     def spectral_radius(self) -> float:
-        return gated_spectral_radius(self.params["weight_hh"], len(self.params["weight_hh"]) // self.hidden)
+        return gated_spectral_radius(self.params["weight_hh"], GATE_COUNT[self.cfg.cell])
 
     def n_params(self) -> int:
         return int(sum(p.size for p in self.params.values()))

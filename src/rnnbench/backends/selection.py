@@ -7,11 +7,8 @@ from __future__ import annotations
 import torch
 
 from .. import models
-# what the Numba kernels cover, under the names callers know
-from ..cell_table import BUILTIN_CELLS as REFERENCE_CELLS
-from ..cell_table import KERNEL_ACTIVATIONS as REFERENCE_ACTIVATIONS
+from ..cell_table import KERNEL_ACTIVATIONS, numba_trains
 from ..config import RunConfig
-
 
 
 def resolve_device(device: str) -> str:
@@ -22,30 +19,19 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def reference_covers(cfg: RunConfig) -> bool:
-    """The Numba kernels cover layer 0 of this model (rnn with a kernel activation, lstm, gru)."""
-    return (cfg.cell in REFERENCE_CELLS and cfg.layers == 1
-            and (cfg.cell != "rnn" or cfg.activation in REFERENCE_ACTIVATIONS))
-
-
-def numba_supports(cfg: RunConfig) -> bool:
-    """The Numba backend trains single-layer, one-direction rnn/lstm/gru (without Omega)."""
-    return reference_covers(cfg) and not cfg.bidirectional and not cfg.regularizer
-
-
 def resolve_backend(cfg: RunConfig) -> str:
     device = resolve_device(cfg.device)
     if cfg.backend == "auto":
-        return "numba" if device == "cpu" and numba_supports(cfg) else "torch"
+        return "numba" if device == "cpu" and numba_trains(cfg) else "torch"
     if cfg.backend == "numba":
         if device != "cpu":
             raise ValueError("field 'backend': 'numba' runs on the CPU; set device: cpu or auto")
         if models.is_plugin(cfg.cell):
             raise ValueError(f"field 'backend': 'numba' has kernels for rnn/lstm/gru only; "
                              f"cell {cfg.cell!r} is a plug-in: use backend torch or auto")
-        if not numba_supports(cfg):
+        if not numba_trains(cfg):
             raise ValueError("field 'backend': 'numba' supports single-layer, unidirectional "
-                             f"rnn ({'/'.join(REFERENCE_ACTIVATIONS)}), lstm and gru; "
+                             f"rnn ({'/'.join(KERNEL_ACTIVATIONS)}), lstm and gru; "
                              f"got cell={cfg.cell!r} activation={cfg.activation!r} "
                              f"layers={cfg.layers} bidirectional={cfg.bidirectional}")
     return cfg.backend

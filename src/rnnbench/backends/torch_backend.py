@@ -13,7 +13,8 @@ from ..optim import torch_optimizer
 from ..regularizer import loss_and_omega
 from ..tasks.losses import torch_loss
 from .precision import set_precision
-from .selection import reference_covers, resolve_device
+from ..cell_table import kernels_cover
+from .selection import resolve_device
 
 
 class TorchBackend:
@@ -87,7 +88,7 @@ class TorchBackend:
         if models.is_plugin(self.cfg.cell):  # a black box to the kernels: autograd measures
             return autograd_gradient_flow(self.model, batch.x, batch.y, self.task.loss_kind,
                                           phase, step)
-        if not reference_covers(self.cfg):
+        if not kernels_cover(self.cfg):
             return None  # the instrument measures single-layer reference cells (forward part)
         return gradient_flow(self.cfg, self.layer0_params(), batch.x,
                              self.last_hidden_grad(batch), phase, step)

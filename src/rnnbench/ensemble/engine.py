@@ -505,8 +505,8 @@ class GroupBatches:
 
     def __init__(self, task: Task, options: GroupOptions, prefetch: bool):
         self.task = task
-        variable = options.pad_to_max or not _variable_length(task)
-        self.fixed_length = task.max_length if variable else None
+        pad_to_max = options.pad_to_max or not _variable_length(task)
+        self.fixed_length = task.max_length if pad_to_max else None
         self.pool = ThreadPoolExecutor(max_workers=1) if prefetch else None
         self.pending = None                  # (step, future of draw(step, layout))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from ..cell_table import BUILTIN_CELLS as CELLS
+from ..cell_table import BUILTIN_CELLS
 from ..config import RunConfig, field_names
 
 # Fields that may differ inside one group (per-member state in the engine).
@@ -29,8 +29,8 @@ VARYING = frozenset({
 
 def why_not(cfg: RunConfig) -> str | None:
     """None if `cfg` can train in an ensemble, else the reason (naming the field)."""
-    if cfg.cell not in CELLS:
-        return f"field 'cell': the ensemble engine stacks {list(CELLS)}, got {cfg.cell!r}"
+    if cfg.cell not in BUILTIN_CELLS:
+        return f"field 'cell': the ensemble engine stacks {list(BUILTIN_CELLS)}, got {cfg.cell!r}"
     if cfg.layers != 1:
         return f"field 'layers': the ensemble engine stacks single-layer cells, got {cfg.layers}"
     if cfg.bidirectional:

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import torch
 
-from ..cell_table import BUILTIN_CELLS as CELLS, GATES
+from ..cell_table import BUILTIN_CELLS, GATE_COUNT
 from ..models.activations import get_activation
 
 PARAM_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -119,8 +119,8 @@ def stacked_sequence(cell: str, params: dict, x: torch.Tensor, activation: Activ
     x: (G, B, L, I) or shared (B, L, I). Returns the last state (G, B, H) or, with
     `return_sequence`, every state (G, B, L, H). `mask` (G, L) bool: False at left-padding steps.
     """
-    if cell not in GATES:
-        raise ValueError(f"stacked cells: unknown cell {cell!r}; allowed: {list(CELLS)}")
+    if cell not in GATE_COUNT:
+        raise ValueError(f"stacked cells: unknown cell {cell!r}; allowed: {list(BUILTIN_CELLS)}")
     w_ih, w_hh, b_ih, b_hh = (params[k] for k in PARAM_KEYS)
     G, gH, H = w_hh.shape
     shared = x.dim() == 3
@@ -187,8 +187,8 @@ class StackedModel:
 
     def __init__(self, cell: str, params: dict, per_step: bool, activations: Sequence[str] | None = None,
                  fused: bool = False):
-        if cell not in GATES:
-            raise ValueError(f"stacked cells: unknown cell {cell!r}; allowed: {list(CELLS)}")
+        if cell not in GATE_COUNT:
+            raise ValueError(f"stacked cells: unknown cell {cell!r}; allowed: {list(BUILTIN_CELLS)}")
         self.cell, self.per_step, self.fused = cell, bool(per_step), bool(fused)
         self.params = {k: params[k] for k in ALL_KEYS}
         G = self.members

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..cell_table import GATES
+from ..cell_table import GATE_COUNT
 from .registry import register_cell
 
 
 def build(input_size: int, hidden_size: int, num_layers: int, bidirectional: bool, cfg) -> nn.Module:
     gru = nn.GRU(input_size, hidden_size, num_layers, batch_first=True,
                  bidirectional=bidirectional)
-    gru.gate_count = GATES["gru"]
+    gru.gate_count = GATE_COUNT["gru"]
     return gru
 
 

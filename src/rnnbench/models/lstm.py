@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..cell_table import FORGET_GATE, GATES
+from ..cell_table import FORGET_GATE, GATE_COUNT
 from .registry import register_cell
 
 
 def build(input_size: int, hidden_size: int, num_layers: int, bidirectional: bool, cfg) -> nn.Module:
     lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True,
                    bidirectional=bidirectional)
-    lstm.gate_count = GATES["lstm"]
+    lstm.gate_count = GATE_COUNT["lstm"]
     lstm.forget_gate = FORGET_GATE  # the row block of every weight/bias that is the forget gate
     return lstm
 

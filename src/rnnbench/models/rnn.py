@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..cell_table import GATES
+from ..cell_table import GATE_COUNT
 from .activations import get_activation
 from .registry import register_cell
 
@@ -21,7 +21,7 @@ FUSED = ("tanh", "relu")  # the nonlinearities nn.RNN (cuDNN) implements
 class LoopRNN(nn.Module):
     """nn.RNN(batch_first=True) for any registered elementwise activation, as a Python loop."""
 
-    gate_count = GATES["rnn"]
+    gate_count = GATE_COUNT["rnn"]
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bidirectional: bool = False,
@@ -102,7 +102,7 @@ def build(input_size: int, hidden_size: int, num_layers: int, bidirectional: boo
                        bidirectional=bidirectional)
     rnn = nn.RNN(input_size, hidden_size, num_layers, nonlinearity=activation,
                  batch_first=True, bidirectional=bidirectional)
-    rnn.gate_count = GATES["rnn"]
+    rnn.gate_count = GATE_COUNT["rnn"]
     return rnn
 
 

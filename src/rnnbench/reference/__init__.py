@@ -34,11 +34,11 @@ can make them 100× slower. The backward δ work arrays are reused per thread
 """
 from __future__ import annotations
 
-from ._common import CELLS, PARAM_KEYS, RNN_ACTIVATIONS, ForwardStates
+from ._common import PARAM_KEYS, ForwardStates
 from .bptt import backward, forward, forward_backward, forward_states
 from .diagnostics import jacobian_profile
 
-__all__ = ["CELLS", "RNN_ACTIVATIONS", "PARAM_KEYS", "ForwardStates", "forward",
+__all__ = ["PARAM_KEYS", "ForwardStates", "forward",
            "forward_states", "backward", "forward_backward", "jacobian_profile", "blas_threads"]
 
 

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..cell_table import BUILTIN_CELLS as CELLS, GATES, KERNEL_ACTIVATIONS as RNN_ACTIVATIONS
+from ..cell_table import BUILTIN_CELLS, GATE_COUNT, KERNEL_ACTIVATIONS
 
 PARAM_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -46,12 +46,12 @@ class ForwardStates(NamedTuple):
 
 def check_cell(cell, activation) -> tuple[str, str]:
     """Validate the cell name and the activation (only the rnn cell takes one other than tanh)."""
-    if cell not in CELLS:
-        raise ValueError(f"cell: unknown cell {cell!r}; expected one of {list(CELLS)}")
+    if cell not in BUILTIN_CELLS:
+        raise ValueError(f"cell: unknown cell {cell!r}; expected one of {list(BUILTIN_CELLS)}")
     if cell == "rnn":
-        if activation not in RNN_ACTIVATIONS:
+        if activation not in KERNEL_ACTIVATIONS:
             raise ValueError(f"activation: unknown rnn activation {activation!r}; "
-                             f"expected one of {list(RNN_ACTIVATIONS)}")
+                             f"expected one of {list(KERNEL_ACTIVATIONS)}")
     elif activation != "tanh":
         raise ValueError(f"activation: the {cell} cell has fixed activations; "
                          f"activation must be 'tanh', got {activation!r}")
@@ -100,7 +100,7 @@ def check_inputs(cell, params, x, h0, c0, activation):
     w_hh = arrays["weight_hh"]
     if w_hh.ndim != 2 or w_hh.shape[1] < 1:
         raise ValueError(f"params['weight_hh']: expected a 2-d (G*H, H) array, got {w_hh.shape}")
-    G, H = GATES[cell], w_hh.shape[1]
+    G, H = GATE_COUNT[cell], w_hh.shape[1]
     _check_shape("params['weight_hh']", w_hh, (G * H, H))
     _check_shape("params['weight_ih']", arrays["weight_ih"], (G * H, I))
     _check_shape("params['bias_ih']", arrays["bias_ih"], (G * H,))
