@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 from .cell_table import GATE_COUNT, kernels_cover, numba_trains
 from .config import merge_settings
+from .run_state import PROFILE_BATCH
 
 CHUNK_DEFAULTS = {"enabled": True, "per_core": 2, "max_minutes": 30.0}
 
 FLOPS_PER_SECOND = 2e10                     # small GEMMs on one core, numba kernels
 TORCH_SLOWDOWN = 3.0                        # autograd over small tensors: per-op overheads
 STEP_OVERHEAD_S = 5e-4                      # data generation, loss, clipping, optimiser update
-PROFILE_BATCH = 64                          # sequences of a gradient-flow profile
 SVD_S_PER_H3 = 2.5e-9                       # one spectral norm of an H x H product, per H^3
 LOOP_S_PER_TIMESTEP = 2e-4                  # Omega's Python loop over time (rnnbench.regularizer)
 

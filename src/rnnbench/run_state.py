@@ -19,13 +19,22 @@ import pandas as pd
 
 from . import records
 from .config import RunConfig
+from .diagnostics import COLUMNS as GRADFLOW_COLUMNS
 
 if TYPE_CHECKING:
-    from .tasks import Task
+    from .tasks import Batch, Task
 
 CURVE_COLUMNS = ("step", "train_loss", "eval_loss", "eval_error", "grad_norm", "clipped")
-GRADFLOW_COLUMNS = ("phase", "step", "lag", "grad_norm", "jacobian_norm", "bound", "forget_product")
+PROFILE_BATCH = 64             # held-out sequences of a gradient-flow profile
 NOT_SAVED = ("cfg", "task")     # a checkpoint stores the config; the task follows from it
+
+
+def held_out_batches(cfg: RunConfig, task: "Task") -> tuple["Batch", "Batch"]:
+    """A run's fixed held-out sets, both from the test split: the evaluation batch (eval_size
+    sequences from eval_seed) and the gradient-flow profiles' (at most PROFILE_BATCH, from
+    eval_seed + 1)."""
+    return (task.sample(cfg.eval_size, cfg.eval_seed, split="test"),
+            task.sample(min(cfg.eval_size, PROFILE_BATCH), cfg.eval_seed + 1, split="test"))
 
 
 @dataclass

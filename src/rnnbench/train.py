@@ -17,7 +17,7 @@ import numpy as np
 
 from . import records, tasks
 from .config import RunConfig
-from .run_state import RunResult, RunState, StepOutcome
+from .run_state import RunResult, RunState, StepOutcome, held_out_batches
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -58,8 +58,7 @@ def run(config, out_dir=None, progress: bool | None = None, stop_after: int | No
     out_dir = Path(out_dir) if out_dir is not None else None
     checkpoint = out_dir / CHECKPOINT if out_dir is not None and cfg.checkpoint_every else None
 
-    eval_batch = task.sample(cfg.eval_size, cfg.eval_seed, split="test")
-    diag_batch = task.sample(min(cfg.eval_size, 64), cfg.eval_seed + 1, split="test")
+    eval_batch, diag_batch = held_out_batches(cfg, task)
 
     state = RunState.fresh(cfg, task, backend, diag_batch)
     if checkpoint is not None and checkpoint.exists():

@@ -47,8 +47,8 @@ import torch.nn.functional as F
 from .. import optim, records, tasks
 from ..backends import TorchBackend, resolve_device, set_precision
 from ..config import RunConfig
+from ..run_state import RunResult, RunState, StepOutcome, held_out_batches
 from ..tasks import Task
-from ..run_state import RunResult, RunState, StepOutcome
 from ..train import batch_seed, progress_bar
 from .grouping import check_group
 from .stacked import StackedModel
@@ -377,8 +377,7 @@ class GroupTraining:
         self.members = [Member(i, cfg, out_dirs[i] if out_dirs else None,
                                TorchBackend(cfg.replace(device="cpu", backend="torch"), task))
                         for i, cfg in enumerate(cfgs)]
-        self.eval_batch = task.sample(first.eval_size, first.eval_seed, split="test")
-        self.diag_batch = task.sample(min(first.eval_size, 64), first.eval_seed + 1, split="test")
+        self.eval_batch, self.diag_batch = held_out_batches(first, task)
         for m in self.members:
             m.state = RunState.fresh(m.cfg, task, m.twin, self.diag_batch)
         model = StackedModel.from_models([m.twin.model for m in self.members], first.cell,
