@@ -20,6 +20,7 @@ from rnnbench.cli import main as cli_main
 from rnnbench.papers import common
 from rnnbench.papers.curated import curate, curated_bytes, regenerate, thin_curves
 from rnnbench.papers.gradflow import decay_rate, decay_rates, forget_products, run_decay_rates
+from rnnbench.papers.success import longest_solved_phrase
 from rnnbench.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -338,11 +339,16 @@ def test_thin_curves_keeps_evaluations_and_about_n_training_rows():
     assert thin["step"].iloc[-1] == 5000
 
 
-def test_paper_regenerates_the_curated_tables_identically(tmp_path, capsys):
+@pytest.mark.parametrize("source", [
+    FIXTURE, pytest.param(ROOT / "results" / "curated", marks=pytest.mark.slow)],
+    ids=["fixture", "committed"])
+def test_paper_regenerates_the_curated_tables_identically(tmp_path, capsys, source):
+    """`make paper` (`rnnbench paper`) rebuilds, from the rows alone, tables identical to the
+    ones beside them: for a small fixture, and for every study committed in results/curated."""
     curated = tmp_path / "curated"
-    shutil.copytree(FIXTURE, curated)
-    studies = sorted(p.name for p in curated.iterdir())
-    assert studies, "the fixture holds curated studies"
+    shutil.copytree(source, curated)
+    studies = sorted(p.name for p in curated.iterdir() if (p / "meta.json").exists())
+    assert studies, f"{source} holds curated studies"
     before = {p.relative_to(curated): p.read_bytes() for p in curated.rglob("tables/*")}
     for p in curated.rglob("tables/*"):
         p.unlink()
@@ -381,3 +387,14 @@ def test_unknown_paper_key_is_a_clear_error():
 def test_regenerate_names_a_missing_study(tmp_path):
     with pytest.raises(ValueError, match="not a curated study"):
         regenerate(["nope"], tmp_path)
+
+
+def test_title_says_the_longest_length_solved_once_when_every_line_agrees():
+    nan = float("nan")
+    rows = [("a", "adding", nan), ("b", "adding", nan), ("a", "order", 20.0), ("b", "order", 20.0)]
+    longest = pd.DataFrame(rows, columns=["method", "task", "longest_T_solved"])
+    assert longest_solved_phrase(longest, ["method"], "task") == \
+        "adding: none at any T; order: every line 20"
+    longest.loc[3, "longest_T_solved"] = 50.0
+    assert longest_solved_phrase(longest, ["method"], "task") == \
+        "adding: none at any T; order: a 20, b 50"

@@ -137,14 +137,16 @@ def success_vs_T(rates, longest, runs, out_dir, line_by, panel_by):
         ax.legend(fontsize="small")
     common.shared_legend(fig, axes)
     set_title(fig, "Longest T solved by at least half of the seeds — "
-              + _longest_phrase(longest, line_by, panel_by))
+              + longest_solved_phrase(longest, line_by, panel_by))
     return save(fig, out_dir, name)
 
 
 MAX_LISTED = 4  # lines per panel named in a title; beyond, the best and the worst
 
 
-def _longest_phrase(longest, line_by, panel_by) -> str:
+def longest_solved_phrase(longest, line_by, panel_by) -> str:
+    """The figure title's finding: each panel's longest T solved, per line; one value when
+    every line has the same, only the best and the worst beyond MAX_LISTED lines."""
     if longest.empty:
         return "no runs"
     if longest["longest_T_solved"].isna().all():
@@ -154,7 +156,11 @@ def _longest_phrase(longest, line_by, panel_by) -> str:
     parts = []
     for panel, g in groups:
         entries = [(_label(row, variants), row["longest_T_solved"]) for _, row in g.iterrows()]
-        if len(entries) > MAX_LISTED:
+        lengths = {fmt_length(T) for _, T in entries}
+        if len(lengths) == 1:  # one answer for every line: say it once
+            text = ("none at any T" if g["longest_T_solved"].isna().all()
+                    else f"every line {lengths.pop()}")
+        elif len(entries) > MAX_LISTED:
             ranked = sorted(entries, key=lambda e: -(0 if math.isnan(e[1]) else e[1]))
             entries = [ranked[0], ranked[-1]]
             text = f"best {entries[0][0]} {fmt_length(entries[0][1])}, worst {entries[1][0]} " \
