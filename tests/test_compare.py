@@ -166,7 +166,9 @@ def test_comparison_p_values_are_scipy_tests_then_holm(runs):
     assert t.loc[("worse", 10), "p_value"] == pytest.approx(mwu)
     mwu = stats.mannwhitneyu([x * 1.01 for x in GOOD], GOOD, alternative="two-sided").pvalue
     assert t.loc[("better", 20), "p_value"] == pytest.approx(mwu)
-    assert t["p_adjusted"].to_numpy() == pytest.approx(holm(t["p_value"]))
+    for method in ("better", "worse"):  # Holm within each method's family of cells
+        rows = t.loc[method]
+        assert rows["p_adjusted"].to_numpy() == pytest.approx(holm(rows["p_value"]))
 
 
 def test_comparison_columns_in_order(runs):
@@ -179,9 +181,11 @@ def test_comparison_columns_in_order(runs):
 
 
 def test_alpha_decides_the_verdict(runs):
-    # 6/6 vs 0/6: Fisher p = 2/924 = 0.00216; Holm x4 (smallest of four) = 0.00866
-    t = comparison_table(runs, "base", alpha=0.005).set_index(["method", "T"])
+    # 6/6 vs 0/6: Fisher p = 2/924 = 0.00216; Holm x2 (the smaller of the method's two) = 0.00433
+    t = comparison_table(runs, "base", alpha=0.004).set_index(["method", "T"])
     assert t.loc[("better", 10), "verdict"] == "no evidence"
+    t = comparison_table(runs, "base", alpha=0.005).set_index(["method", "T"])
+    assert t.loc[("better", 10), "verdict"] == "better"
     with pytest.raises(ValueError, match="alpha"):
         comparison_table(runs, "base", alpha=1.5)
 
@@ -311,3 +315,13 @@ def test_comparison_figure_writes_png_and_pdf(tmp_path, runs):
     assert all(p.stat().st_size > 1000 for p in plots.comparison(two_tasks, tmp_path / "two"))
     empty = plots.comparison(comparison_table(runs.iloc[:0], "base"), tmp_path / "empty")
     assert all(p.stat().st_size > 1000 for p in empty)
+
+
+def test_a_methods_verdict_does_not_depend_on_the_other_methods(runs):
+    """Holm's family is one method's cells: adding a method leaves the others' rows alone."""
+    alone = comparison_table(runs[runs["method"].isin(["base", "better"])], "base")
+    other = runs[runs["method"] == "better"].assign(method="another")
+    both = comparison_table(pd.concat([runs[runs["method"].isin(["base", "better"])], other]),
+                            "base")
+    pd.testing.assert_frame_equal(both[both["method"] == "better"].reset_index(drop=True),
+                                  alone.reset_index(drop=True))

@@ -17,6 +17,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from support import REPO, SNAKEMAKE, env, make_workdir, result_table, tail

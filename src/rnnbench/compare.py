@@ -21,7 +21,9 @@ Statistics, per cell, method (k1 solved of n1 runs) against baseline (k2 of n2):
 - p_value: two-sided Fisher exact test on the 2x2 solved/not-solved counts; when both success
   rates are 0 or both are 1 (success says nothing) a two-sided Mann-Whitney U test on
   final_eval_loss (diverged = worst) instead. Column `test` says which.
-- p_adjusted: Holm's step-down adjustment over every row of the table.
+- p_adjusted: Holm's step-down adjustment over each method's rows (its cells): a method's
+  verdict answers "does it beat the baseline on this benchmark", and does not change with
+  the number of other methods in the table.
 - verdict: "better" or "worse" when p_adjusted < alpha (0.05), by the sign of the effect the
   test measured: success_diff for Fisher, prob_lower_loss - 1/2 for Mann-Whitney (the chance
   that a method run ends with a lower loss than a baseline run, ties counting half);
@@ -253,7 +255,9 @@ def comparison_table(runs: pd.DataFrame, baseline: str, alpha: float = ALPHA,
             "prob_lower_loss": prob_lower, "test": test})
     table = pd.DataFrame(rows)
     table = _in_study_order(table, runs, keys)
-    table["p_adjusted"] = holm(table["p_value"])
+    table["p_adjusted"] = np.nan
+    for _, rows in table.groupby("method", sort=False):  # one family per method
+        table.loc[rows.index, "p_adjusted"] = holm(rows["p_value"])
     effect = np.where(table["test"] == FISHER, table["success_diff"],
                       table["prob_lower_loss"] - 0.5)
     significant = table["p_adjusted"] < alpha
