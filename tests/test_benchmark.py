@@ -277,3 +277,16 @@ def test_compare_trains_the_method_and_writes_the_verdict(committed, monkeypatch
     for name in ("comparison.md", "leaderboard.md", "tuning.md", "comparison.png",
                  "comparison.pdf", "snakemake.log"):
         assert (folder / name).stat().st_size > 0, name
+
+
+COMMITTED = ROOT / "results" / "curated" / "benchmark" / "runs.parquet"
+
+
+@pytest.mark.skipif(not COMMITTED.exists(), reason="no committed benchmark runs")
+def test_committed_benchmark_runs_follow_the_protocol():
+    """What `rnnbench compare` reads: every committed run is one of config/benchmark.yaml's,
+    made with exactly its fields, each method complete, the baseline among them."""
+    runs = pd.read_parquet(COMMITTED)
+    study = load_study(ROOT / "config" / "benchmark.yaml")
+    benchmark.check_protocol(runs, study)
+    assert study.compare["baseline"] in set(runs["method"])
