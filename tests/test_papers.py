@@ -349,12 +349,14 @@ def test_paper_regenerates_the_curated_tables_identically(tmp_path, capsys, sour
     shutil.copytree(source, curated)
     studies = sorted(p.name for p in curated.iterdir() if (p / "meta.json").exists())
     assert studies, f"{source} holds curated studies"
-    before = {p.relative_to(curated): p.read_bytes() for p in curated.rglob("tables/*")}
-    for p in curated.rglob("tables/*"):
+    tables = [p for study in studies for p in (curated / study).rglob("tables/*")]
+    before = {p.relative_to(curated): p.read_bytes() for p in tables}
+    for p in tables:
         p.unlink()
     assert cli_main(["paper", "--curated", str(curated)]) == 0
     assert f"of {len(studies)} curated studies" in capsys.readouterr().out
-    after = {p.relative_to(curated): p.read_bytes() for p in curated.rglob("tables/*")}
+    after = {p.relative_to(curated): p.read_bytes()
+             for study in studies for p in (curated / study).rglob("tables/*")}
     assert after == before
     for study in studies:
         meta = json.loads((curated / study / "meta.json").read_text())
