@@ -178,3 +178,20 @@ def unvalidated_cfg(**changes):
 def fake_task(input_dim=2, output_dim=1, per_step=False):
     """The three attributes of a task that building a model reads."""
     return types.SimpleNamespace(input_dim=input_dim, output_dim=output_dim, per_step=per_step)
+
+
+# A valid two-method study (demo); tests change one thing with demo_study(...).
+DEMO_STUDY = {
+    "study": "demo",
+    "seeds": 2,
+    "fixed": {"task": "adding", "hidden": 8, "steps": 20, "eval_interval": 10},
+    "methods": {"tanh-RNN": {"cell": "rnn", "activation": "tanh"}, "LSTM": {"cell": "lstm"}},
+    "axes": {"T": [10, 20, 30]},
+}
+
+
+def demo_study(**changes) -> dict:
+    """DEMO_STUDY with top-level keys replaced."""
+    d = copy.deepcopy(DEMO_STUDY)
+    d.update(changes)
+    return d

@@ -18,22 +18,9 @@ from rnnbench import models
 from rnnbench.config import RunConfig
 from rnnbench.chunks import CHUNK_DEFAULTS, check_settings
 from rnnbench.study import check_numbers_read_as_text, load_study
-from support import TINY_FIXED, snakemake, tail, unvalidated_cfg
+from support import DEMO_STUDY as BASE, TINY_FIXED, snakemake, tail, unvalidated_cfg
+from support import demo_study as study
 
-# A valid study; each test changes one thing.
-BASE = {
-    "study": "demo",
-    "seeds": 2,
-    "fixed": {"task": "adding", "hidden": 8, "steps": 20, "eval_interval": 10},
-    "methods": {"tanh-RNN": {"cell": "rnn", "activation": "tanh"}, "LSTM": {"cell": "lstm"}},
-    "axes": {"T": [10, 20, 30]},
-}
-
-
-def study(**changes) -> dict:
-    d = copy.deepcopy(BASE)
-    d.update(changes)
-    return d
 
 
 # --- one run's fields ------------------------------------------------------------------------

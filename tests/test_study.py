@@ -1,6 +1,5 @@
 """Study expansion (methods x axes x seeds), run ids, validation messages, and the JSON schema
 of the study config staying in step with RunConfig."""
-import copy
 import typing
 from pathlib import Path
 
@@ -11,23 +10,11 @@ import yaml
 from rnnbench import config as cfgmod
 from rnnbench.config import RunConfig, field_names
 from rnnbench.study import Study, load_study
+from support import DEMO_STUDY as BASE, demo_study as study
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
-BASE = {
-    "study": "demo",
-    "seeds": 2,
-    "fixed": {"task": "adding", "hidden": 8, "steps": 20, "eval_interval": 10},
-    "methods": {"tanh-RNN": {"cell": "rnn", "activation": "tanh"}, "LSTM": {"cell": "lstm"}},
-    "axes": {"T": [10, 20, 30]},
-}
-
-
-def study(**changes) -> dict:
-    d = copy.deepcopy(BASE)
-    d.update(changes)
-    return d
 
 
 # --- expansion -------------------------------------------------------------------------------
