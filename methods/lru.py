@@ -29,11 +29,11 @@ The layer is the LRU alone: the paper's block (normalisation, MLP/GLU, skip conn
 it) is left out; the suite adds its readout head on y_t. The time loop is sequential (the paper
 uses a parallel scan: the same values, faster on long sequences).
 
-Gradient-flow profile: the suite follows ∂L/∂h_t back through the per-step tensors a cell
-stacks. The LRU's output y_t is a readout of its state, not the state: y_{t-1} does not feed
-y_t, so that profile would be 0 beyond lag 0 for any λ. The outputs are therefore read out from
-the stacked states in one product, and the suite records NaN beyond lag 0 (not measured)
-rather than a misleading 0.
+Gradient-flow profile: the states x_t are stacked and the outputs read out from the stack in
+one product. The suite's profile follows the per-step tensors a cell stacks, here the states:
+‖∂L/∂x_{T-k}‖ (real and imaginary parts together), which shrinks by |λ| per step and unit.
+The outputs could not serve: y_{t-1} does not feed y_t, so ‖∂L/∂y_{T-k}‖ is 0 beyond lag 0
+for any λ.
 """
 import math
 

@@ -359,6 +359,40 @@ class Scan(torch.nn.Module):   # h_t = sum_{s<=t} W x_s: no per-step tensors to 
     assert flow["grad_norm"].iloc[1:].isna().all()
 
 
+
+def test_gradflow_of_a_readout_of_stacked_states_follows_the_states(tmp_path):
+    """A cell returning y_t = V h_t read from its stacked Elman states: the profile is
+    ‖∂L/∂h_{T-k}‖ of the states, computed here by autograd on the states themselves."""
+    cell_file(tmp_path / "methods" / "readout.py", "", TEMPLATE.replace(
+        '"template_elman"', '"readout_elman"').replace(
+        "        return torch.stack(states, dim=1)",
+        "        return torch.stack(states, dim=1) @ self.weight_out.T").replace(
+        "        self.bias = nn.Parameter(torch.zeros(hidden_size))",
+        "        self.bias = nn.Parameter(torch.zeros(hidden_size))\n"
+        "        self.weight_out = nn.Parameter(torch.randn(hidden_size, hidden_size))"))
+    rnnbench.load_plugins()
+    from rnnbench.backends import TorchBackend
+    from rnnbench.tasks.losses import torch_loss
+    cfg = cfg_of(cell="readout_elman", T=7)
+    task = task_of(cfg)
+    backend = TorchBackend(cfg, task)
+    batch = task.sample(8, 2, split="test")
+    flow = backend.gradflow(batch, "start", 0)["grad_norm"].to_numpy()
+    assert np.isfinite(flow).all() and (flow > 0).all()
+
+    model = backend.model.double()
+    cell = model.rnn.cells["l0"]
+    x = torch.as_tensor(batch.x, dtype=torch.float64)
+    h, states = x.new_zeros(x.shape[0], cfg.hidden), []
+    for t in range(cfg.T):  # the cell's forward by hand, every state kept for its gradient
+        h = torch.tanh(x[:, t] @ cell.weight_ih.T + cell.bias + h @ cell.weight_hh.T)
+        h.retain_grad()
+        states.append(h)
+    y = torch.stack(states, dim=1) @ cell.weight_out.T
+    torch_loss(task.loss_kind, model.readout(y), batch.y).backward()  # adding: last-step loss
+    expected = [float(states[-1 - k].grad.norm(dim=-1).mean()) for k in range(cfg.T)]
+    np.testing.assert_allclose(flow, expected, rtol=1e-9)
+
 # --- training ----------------------------------------------------------------------------------
 def test_plugin_cell_trains_through_run_on_the_torch_backend(elman, tmp_path):
     result = rnnbench.run({**TINY, "cell": elman, "init": "orthogonal", "clip": "norm",
