@@ -220,6 +220,7 @@ def test_bad_config_rejected_naming_the_field(change, name):
     ({"per_core": 1.5}, ["per_core"]),
     ({"max_minutes": 0}, ["max_minutes"]),
     ({"enabled": "yes"}, ["enabled"]),
+    ({"steal": 1}, ["steal"]),
     ("many", ["chunks", "mapping"]),
 ])
 def test_bad_chunk_settings_are_named(value, words):

@@ -10,17 +10,18 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import pandas as pd
 import pytest
 
 import rnnbench.train as train
-from rnnbench.chunks import estimate_seconds, plan
+from rnnbench.chunks import estimate_seconds, plan, steal_order
 from rnnbench.cli import main as cli_main
 from rnnbench.config import RunConfig
 from rnnbench.study import load_study
-from rnnbench.train import CHECKPOINT, run_chunk
+from rnnbench.train import CHECKPOINT, CLAIM_SUFFIX, claimed, run_chunk
 from support import (DEFAULT_PROFILE, TINY_FIXED, result_table, assert_same_summary,
                      env, snakemake_cmd, snakemake, tail, study_dict,
                      run_folders, wait_for, mtimes)
@@ -153,6 +154,72 @@ def test_bad_chunk_spec_is_named_before_any_run(tmp_path, capsys, spec, words):
     err = capsys.readouterr().err
     for word in words:
         assert word in err, err
+
+
+# --- jobs taking runs from each other ---------------------------------------------------------
+def test_steal_order_takes_each_other_chunks_last_runs_first_in_turn():
+    chunks = {"a": ["a1", "a2", "a3"], "b": ["b1", "b2"], "c": ["c1"]}
+    assert steal_order(chunks, "a") == ["b2", "c1", "b1"]
+    assert steal_order(chunks, "c") == ["a3", "b2", "a2", "b1", "a1"]
+    assert steal_order({"a": ["a1"]}, "a") == []
+
+
+def _held_elsewhere(out_dir):
+    """Hold a run's claim as another chunk job would: a lock on a file descriptor of our own."""
+    import fcntl
+    fd = os.open(f"{out_dir}{CLAIM_SUFFIX}", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def test_a_job_trains_other_chunks_runs_except_claimed_ones_and_those_over_its_time(tmp_path):
+    own, free, held, costly = (BASE.replace(seed=s) for s in range(4))
+    fd = _held_elsewhere(tmp_path / "held")
+    try:
+        others = [(free, str(tmp_path / "free"), 1.0), (held, str(tmp_path / "held"), 1.0),
+                  (costly, str(tmp_path / "costly"), 1e6)]
+        assert run_chunk([(own, tmp_path / "own")], others=others, time_limit_s=600) == []
+    finally:
+        os.close(fd)
+    assert (tmp_path / "own" / "summary.parquet").exists()
+    assert (tmp_path / "free" / "summary.parquet").exists()  # taken from another chunk
+    assert not (tmp_path / "held").exists()                  # another job is training it
+    assert not (tmp_path / "costly").exists()                # 3 x its estimate over the limit
+    assert not (tmp_path / f"free{CLAIM_SUFFIX}").exists()   # claims go once a run is finished
+    alone = train.run(free)
+    assert_same_summary(pd.read_parquet(tmp_path / "free" / "summary.parquet").iloc[0].to_dict(),
+                        pd.DataFrame([alone.summary]).iloc[0].to_dict())
+
+
+def test_a_job_waits_for_its_run_taken_by_another_and_trains_it_if_left_unfinished(tmp_path):
+    import threading
+    cfg, out = BASE.replace(seed=5), tmp_path / "run"
+    fd = _held_elsewhere(out)
+    released = []
+
+    def release():  # the other job dies without finishing the run: its claim goes with it
+        time.sleep(0.5)
+        released.append(time.perf_counter())
+        os.close(fd)
+
+    threading.Thread(target=release).start()
+    assert run_chunk([(cfg, out)]) == []
+    assert released and (out / "summary.parquet").exists()
+    with claimed(out, wait=False) as held:
+        assert held  # nobody holds a finished run's claim
+
+
+def test_a_finished_chunk_job_exits_before_loading_plugins_or_torch(tmp_path):
+    cfg, out = BASE.replace(seed=6), tmp_path / "run"
+    assert run_chunk([(cfg, out)]) == []
+    spec = tmp_path / "chunk.json"
+    spec.write_text(json.dumps({"runs": [{"config": cfg.to_dict(), "out_dir": str(out)}]}))
+    code = ("import sys; from rnnbench.cli import main; rc = main(['run-chunk', sys.argv[1]]); "
+            "print('torch' in sys.modules, rc)")
+    res = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True,
+                         env=env())
+    assert res.stdout.split()[-2:] == ["False", "0"], res.stdout + res.stderr
+    assert "every run is finished" in res.stdout
 
 
 # --- a chunk job killed half-way -------------------------------------------------------------

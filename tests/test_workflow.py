@@ -4,6 +4,7 @@ Each test copies Snakefile, workflow/, config/ and profiles/default into a tempo
 runs snakemake there, so nothing is written into the checkout.
 """
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,7 @@ def test_dry_run_plans_every_run(tmp_path):
     study = load_study(ROOT / "config" / "config.yaml")
     chunks, _ = study.jobs(cores=1)
     assert sorted(r for members in chunks.values() for r in members) == sorted(study.folders().values())
-    assert len(chunks) == 2 and counts["train_chunk"] == "2"  # several runs per job
+    assert len(chunks) == 1 and counts["train_chunk"] == "1"  # every run in one job per core
     from rnnbench.figures import FIGURES, figures_for
     assert counts["aggregate"] == "1" and counts["plot"] == str(len(figures_for(study)))
     assert len(figures_for(study)) == len(FIGURES) - 1  # every figure but the comparison
@@ -89,8 +90,11 @@ def test_tiny_study_end_to_end(tmp_path):
     for name in ("success_vs_T", "learning_curves", "grad_norms", "gradflow_vs_lag"):
         for ext in ("png", "pdf"):
             assert (study / "figures" / f"{name}.{ext}").stat().st_size > 1000
-    for log in (study / "logs" / "train_chunk").iterdir():
-        assert "run " in log.read_text()  # the CLI's one-line summary went to the job's log
+    logs = [log.read_text() for log in (study / "logs" / "train_chunk").iterdir()]
+    assert len(logs) == 2  # two chunks; each job may take the other's run (chunks.steal)
+    trained = sorted(re.findall(r"^run ([0-9a-f]{12}): solved=", "".join(logs), flags=re.M))
+    assert trained == sorted(runs["run_id"]), logs  # the CLI's summary line: each run once
+    assert not list((study / "runs").glob("*.claim"))
     again = snakemake(wd, "--cores", "2", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
     report = snakemake(wd, "--report", "report.html")

@@ -19,7 +19,7 @@ from .cell_table import GATE_COUNT, kernels_cover, numba_trains
 from .config import merge_settings
 from .run_state import PROFILE_BATCH
 
-CHUNK_DEFAULTS = {"enabled": True, "per_core": 2, "max_minutes": 30.0}
+CHUNK_DEFAULTS = {"enabled": True, "per_core": 1, "max_minutes": 30.0, "steal": True}
 
 FLOPS_PER_SECOND = 2e10                     # small GEMMs on one core, numba kernels
 TORCH_SLOWDOWN = 3.0                        # autograd over small tensors: per-op overheads
@@ -85,14 +85,18 @@ def check_settings(values, where: str) -> dict:
             or not math.isfinite(limit):
         raise ValueError(f"{where}: 'chunks.max_minutes' must be a number > 0, got {limit!r}")
     merged["max_minutes"] = float(limit)
+    if not isinstance(merged["steal"], bool):
+        raise ValueError(f"{where}: 'chunks.steal' must be true or false, got {merged['steal']!r}")
     return merged
 
 
 def plan(runs: list, cores: int, settings: dict | None = None) -> list[Chunk]:
     """Pack `runs` (RunConfigs) into chunks: at least `per_core x cores` of them (so every core
-    has work and a late expensive run does not leave the others idle), more where a chunk would
-    exceed `max_minutes`; longest-processing-time-first keeps their costs close. Within a chunk
-    the most expensive run goes first. With `enabled: false`, one chunk per run."""
+    has work), more where a chunk would exceed `max_minutes`; longest-processing-time-first
+    keeps their estimated costs close. Within a chunk the most expensive run goes first. Early
+    stopping makes the real costs differ; with `steal` the jobs even them out at the end by
+    taking each other's last runs (rnnbench.train.run_chunk). With `enabled: false`, one chunk
+    per run."""
     settings = check_settings(settings or {}, "chunks")
     if not runs:
         return []
@@ -111,3 +115,13 @@ def plan(runs: list, cores: int, settings: dict | None = None) -> list[Chunk]:
         loads[target] += costs[i]
     return [Chunk(tuple(runs[i] for i in members), load)
             for members, load in zip(bins, loads) if members]
+
+
+def steal_order(chunks: dict, own) -> list:
+    """The runs of the chunks other than `own` (chunk id -> its runs, costliest first) in the
+    order a job that has finished its own runs takes them: each other chunk's last runs first,
+    from one chunk after another in turn. The owners work from the front, so they keep their
+    costly runs and the work left at the end is a few cheap runs."""
+    tails = [list(reversed(runs)) for chunk, runs in chunks.items() if chunk != own]
+    return [tail[i] for i in range(max(map(len, tails), default=0))
+            for tail in tails if i < len(tail)]

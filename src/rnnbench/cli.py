@@ -16,6 +16,7 @@ directory, $RNNBENCH_PLUGINS, installed `rnnbench.plugins` entry points, and `--
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -65,20 +66,27 @@ def _cmd_run(args) -> int:
 def _cmd_run_chunk(args) -> int:
     from .train import run_chunk
 
-    runs = read_chunk_spec(args.spec)  # every config checked before the first run trains
+    spec = read_chunk_spec(args.spec)  # every config checked before the first run trains
     set_threads(args.threads)
-    failed = run_chunk(runs)
+    failed = run_chunk(spec.runs, others=spec.others, time_limit_s=spec.time_limit_s)
     if failed:
-        print(f"rnnbench: {len(failed)} of {len(runs)} runs failed: {', '.join(failed)}",
+        print(f"rnnbench: {len(failed)} of {len(spec.runs)} runs failed: {', '.join(failed)}",
               file=sys.stderr)
         return 1
     return 0
 
 
-def read_chunk_spec(path) -> list:
-    """A chunk spec: JSON {"runs": [{"config": {run fields}, "out_dir": folder}, ...]} ->
-    [(RunConfig, out_dir)], every config validated (ValueError naming the run)."""
-    from .config import RunConfig
+@dataclasses.dataclass
+class ChunkSpec:
+    runs: list                    # (RunConfig, out_dir): the chunk's own runs
+    others: list                  # (RunConfig, out_dir, estimated seconds): runs it may take
+    time_limit_s: float | None    # the job's time limit, if it has one
+
+
+def read_chunk_spec(path) -> ChunkSpec:
+    """A chunk spec: JSON {"runs": [{"config": {run fields}, "out_dir": folder}, ...]}, and
+    optionally "others" (entries with "seconds" as well: other chunks' runs, rnnbench.train.
+    run_chunk) and "time_limit_s"; every config validated (ValueError naming the run)."""
     try:
         with open(path) as f:
             spec = json.load(f)
@@ -87,16 +95,46 @@ def read_chunk_spec(path) -> list:
     entries = spec.get("runs") if isinstance(spec, dict) else None
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"chunk spec {path}: expected {{\"runs\": [...]}} with at least one run")
+    unknown = set(spec) - {"runs", "others", "time_limit_s"}
+    if unknown:
+        raise ValueError(f"chunk spec {path}: unknown key(s) {sorted(unknown)}")
+    limit = spec.get("time_limit_s")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))):
+        raise ValueError(f"chunk spec {path}: 'time_limit_s' must be a number, got {limit!r}")
+    others = spec.get("others", [])
+    if not isinstance(others, list):
+        raise ValueError(f"chunk spec {path}: 'others' must be a list")
+    return ChunkSpec(_chunk_runs(path, "run", entries, ("config", "out_dir")),
+                     _chunk_runs(path, "other run", others, ("config", "out_dir", "seconds")),
+                     limit)
+
+
+def _chunk_finished(path) -> bool:
+    """Whether every run of chunk spec `path` has its summary; False also when the spec cannot
+    be read (read_chunk_spec then says why)."""
+    from .train import finished
+    try:
+        with open(path) as f:
+            runs = json.load(f)["runs"]
+        return bool(runs) and all(finished(entry["out_dir"]) for entry in runs)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _chunk_runs(path, kind: str, entries: list, keys: tuple) -> list:
+    from .config import RunConfig
+
     runs = []
     for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or set(entry) != {"config", "out_dir"}:
-            raise ValueError(f"chunk spec {path}: run {i} must have exactly 'config' and 'out_dir'")
-        where = f"chunk spec {path}, run {i}"
+        if not isinstance(entry, dict) or set(entry) != set(keys):
+            raise ValueError(f"chunk spec {path}: {kind} {i} must have exactly "
+                             + " and ".join(repr(k) for k in keys))
+        where = f"chunk spec {path}, {kind} {i}"
         try:
             cfg = RunConfig.from_dict(entry["config"], where=where)
         except ValueError as exc:  # value checks do not know `where`
             raise ValueError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
-        runs.append((cfg, str(entry["out_dir"])))
+        runs.append((cfg, str(entry["out_dir"]), *[float(entry[k]) for k in keys[2:]]))
     return runs
 
 
@@ -114,6 +152,17 @@ def set_threads(n: int):
 def _load_plugins(args) -> None:
     from .plugins import load_plugins
     load_plugins(getattr(args, "plugin", None) or [])
+
+
+def _cmd_figure(args) -> int:
+    from .figures import render
+    try:
+        setting = json.loads(args.setting)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--setting is not JSON: {exc}") from None
+    for path in render(args.name, args.study_dir, setting):
+        print(path)
+    return 0
 
 
 def _cmd_validate(args) -> int:
@@ -212,6 +261,12 @@ def main(argv=None) -> int:
     p.add_argument("spec", help='JSON file {"runs": [{"config": {...}, "out_dir": DIR}, ...]}')
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.set_defaults(func=_cmd_run_chunk)
+    p = sub.add_parser("figure", help="draw one figure of a study from its aggregated tables")
+    p.add_argument("name", help="an entry of rnnbench.figures.FIGURES")
+    p.add_argument("study_dir", help="the study's results folder (runs.parquet, ...)")
+    p.add_argument("--setting", default="null",
+                   help="JSON: the value of the study key the figure needs (e.g. compare)")
+    p.set_defaults(func=_cmd_figure, builds_runs=False)
     p = sub.add_parser("validate", help="expand and validate a study file")
     p.add_argument("study")
     p.set_defaults(func=_cmd_validate)
@@ -245,8 +300,12 @@ def main(argv=None) -> int:
                    help="results folder: writes <results>/compare-METHOD/")
     p.set_defaults(func=_cmd_compare)
     args = parser.parse_args(argv)
+    if args.command == "run-chunk" and _chunk_finished(args.spec):
+        print(f"{args.spec}: every run is finished (trained by other chunk jobs)")
+        return 0  # before the plug-ins: a job with nothing left should not start torch
     try:
-        _load_plugins(args)  # before any config is read: plug-ins register its names
+        if getattr(args, "builds_runs", True):
+            _load_plugins(args)  # before any config is read: plug-ins register its names
         return args.func(args)
     except ValueError as exc:
         print(f"rnnbench: error: {exc}", file=sys.stderr)

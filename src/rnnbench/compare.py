@@ -50,7 +50,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .aggregate import config_columns, wilson_interval, write_table
 
@@ -149,6 +148,8 @@ def holm(pvalues) -> np.ndarray:
 
 def fisher_test(k1, n1, k2, n2) -> float:
     """Two-sided Fisher exact p-value of k1/n1 vs k2/n2 solved."""
+    from scipy import stats  # here: scipy.stats would delay the Snakemake process's start
+
     return float(stats.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]],
                                     alternative="two-sided").pvalue)
 
@@ -159,6 +160,8 @@ def mann_whitney_test(a, b) -> tuple[float, float]:
     a, b = _losses(a, "a"), _losses(b, "b")
     if np.all(np.concatenate([a, b]) == a[0]):  # all tied: the test has nothing to rank
         return 1.0, 0.5
+    from scipy import stats
+
     res = stats.mannwhitneyu(a, b, alternative="two-sided")
     return float(res.pvalue), 1.0 - float(res.statistic) / (len(a) * len(b))
 

@@ -2,51 +2,53 @@
 aggregated tables it reads (in the order of the function's arguments), its report caption and
 the study key it needs, if any. The workflow draws every figure with one rule (`plot`, wildcard
 `{figure}`), so a new figure is a function in `plots.py` and an entry here.
+
+The table names its functions rather than holding them: the Snakemake process reads this
+module to plan a study, and importing seaborn and scipy there would delay every job's start.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import pandas as pd
-
-from . import plots
-from .compare import compared_runs, comparison_table
 
 TABLES = ("runs", "curves", "gradflow")  # what aggregation writes: <study_dir>/<name>.parquet
 
 
 @dataclass(frozen=True)
 class FigureSpec:
-    draw: Callable        # draw(*tables, path_stem) -> [png, pdf]; with `needs`, also the Study
+    draw: str             # a function of rnnbench.plots (or of this module, "_name"):
+                          # draw(*tables, path_stem) -> [png, pdf]; with `needs`, also the
+                          # value of that study key
     inputs: tuple         # names from TABLES
     caption: str          # reStructuredText, shown under the figure in the HTML report
     needs: str = ""       # a study key that must be set for the figure to be drawn
 
 
-def _comparison(runs: pd.DataFrame, path_stem, study):
+def _comparison(runs, path_stem, compare: dict):
     """The rows the comparison uses (with `compare.tune`: the test seeds at the chosen value)."""
-    table = comparison_table(compared_runs(runs, study.compare), study.compare["baseline"])
+    from . import plots
+    from .compare import compared_runs, comparison_table
+
+    table = comparison_table(compared_runs(runs, compare), compare["baseline"])
     return plots.comparison(table, path_stem)
 
 
 FIGURES: dict[str, FigureSpec] = {
-    "success_vs_T": FigureSpec(plots.success_vs_T, ("runs",), """\
+    "success_vs_T": FigureSpec("success_vs_T", ("runs",), """\
 Success rate against sequence length T, one line per method (Pascanu et al. 2013, Fig. 7
 view). Error bars: Wilson 95% score intervals over the seeds of each point; points are
 dodged slightly along T so that bars do not overlap."""),
-    "learning_curves": FigureSpec(plots.learning_curves, ("curves", "runs"), """\
+    "learning_curves": FigureSpec("learning_curves", ("curves", "runs"), """\
 Evaluation loss against training step, one panel per sequence length (and task), one line per
 method: median over seeds, shaded band from the smallest to the largest seed. Dashed: the
 task's baseline loss (best input-independent predictor). Log scale; runs stop early when solved,
 so late steps have fewer seeds."""),
-    "grad_norms": FigureSpec(plots.grad_norms, ("curves", "runs"), """\
+    "grad_norms": FigureSpec("grad_norms", ("curves", "runs"), """\
 Global gradient norm before clipping against training step, one panel per sequence length,
 one line per method (median over seeds, min-max band; long runs are thinned to about 400
 steps). Dotted: the clipping threshold where global norm clipping is on. Spikes far above it
 are the exploding-gradient events that clipping bounds. Log scale."""),
-    "gradflow_vs_lag": FigureSpec(plots.gradflow_vs_lag, ("gradflow", "runs"), """\
+    "gradflow_vs_lag": FigureSpec("gradflow_vs_lag", ("gradflow", "runs"), """\
 Gradient flow through time: norm of the loss gradient with respect to the hidden state k steps
 before the end, relative to its value at lag 0, ‖∂L/∂h_{T−k}‖ / ‖∂L/∂h_T‖, against k, at the
 start and at the end of training (median over seeds). Dashed, same colour: the bound
@@ -55,7 +57,7 @@ curve is vanishing gradient, a rising one exploding. The axis follows the measur
 bound may leave it."""),
     # The comparison table is recomputed from runs.parquet (seeded, so equal to
     # tables/comparison.csv) rather than read back from CSV, which would lose its types.
-    "comparison": FigureSpec(_comparison, ("runs",), """\
+    "comparison": FigureSpec("_comparison", ("runs",), """\
 Methods against the baseline method (study key ``compare``), one row per method and cell, one
 row of panels per task. Left: success rate minus the baseline's, with Newcombe's 95% interval
 (0 dotted). Right: median final loss relative to the baseline's, with a bootstrap 95% interval
@@ -70,13 +72,25 @@ def figures_for(study) -> list[str]:
     return [name for name, spec in FIGURES.items() if not spec.needs or getattr(study, spec.needs)]
 
 
-def render(name: str, study_dir, study=None) -> list[Path]:
+def needed(name: str, study):
+    """The value of the study key figure `name` needs (None if it needs none): what `render`
+    takes instead of the whole study, so that a figure can be drawn in a process of its own."""
+    spec = FIGURES[name]
+    return getattr(study, spec.needs) if spec.needs else None
+
+
+def render(name: str, study_dir, setting=None) -> list[Path]:
     """Draw figure `name` of the study in `study_dir` from its aggregated tables into
-    `study_dir/figures/<name>.png|pdf`."""
+    `study_dir/figures/<name>.png|pdf`; `setting`: the value of the study key it needs."""
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
+    import pandas as pd
+
+    from . import plots
+
     spec = FIGURES[name]
+    draw = globals()[spec.draw] if spec.draw.startswith("_") else getattr(plots, spec.draw)
     study_dir = Path(study_dir)
     tables = [pd.read_parquet(study_dir / f"{table}.parquet") for table in spec.inputs]
     stem = study_dir / "figures" / name
-    return spec.draw(*tables, stem, study) if spec.needs else spec.draw(*tables, stem)
+    return draw(*tables, stem, setting) if spec.needs else draw(*tables, stem)

@@ -1,4 +1,4 @@
-"""Figures of a study (seaborn on matplotlib's Agg canvas; no pyplot state, safe in workers).
+"""Figures of a study (matplotlib's Agg canvas; no pyplot state, safe in workers).
 
 Each function takes the aggregated tables and a path stem and writes `stem.png` and `stem.pdf`
 atomically. Empty inputs give a figure with a note instead of an error.
@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -29,6 +28,10 @@ from .aggregate import key_columns, success_table
 from .compare import COLUMNS, EXTRA_COLUMNS
 
 MAX_POINTS = 400  # per line: long curves are thinned to about this many steps
+# seaborn's "colorblind" palette, written out: importing seaborn (and scipy.stats with it) would
+# cost more than drawing a figure of a small study.
+COLORBLIND = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4",
+              "#949494", "#ece133", "#56b4e9")
 COMPARISON_COLUMNS = COLUMNS + EXTRA_COLUMNS  # the rest of a comparison table are cell keys
 
 
@@ -87,7 +90,7 @@ def _palette(runs: pd.DataFrame) -> dict:
     rank = {m: i for i, m in enumerate(pd.unique(methods))}
     order = sorted(set(labels), key=lambda lab: (
         min(rank[m] for m in methods[labels.values == lab]), lab))
-    return dict(zip(order, sns.color_palette("colorblind", len(order))))
+    return {line: COLORBLIND[i % len(COLORBLIND)] for i, line in enumerate(order)}
 
 
 def _panels(runs: pd.DataFrame) -> list[tuple]:
@@ -196,15 +199,19 @@ def _per_panel(data, runs, y, ylabel, path_stem, decorate):
     palette = _palette(runs)
     for ax, key in zip(axes, panels):
         sub = data[(data["task"] == key[0]) & (data["T"] == key[1])]
-        hue_order = [line for line in palette if line in set(sub["line"])]
-        sns.lineplot(data=sub, x="step", y=y, hue="line", hue_order=hue_order, palette=palette,
-                     estimator="median", errorbar=("pi", 100), ax=ax)
+        # median over the seeds and the min-max band, one groupby for every line of the panel
+        # (seaborn's lineplot estimates each step separately: most of a figure's cost)
+        band = sub.groupby(["line", "step"])[y].agg(["median", "min", "max"])
+        for line in [lab for lab in palette if lab in band.index.get_level_values("line")]:
+            g = band.loc[line]
+            ax.plot(g.index, g["median"], color=palette[line], label=line)
+            ax.fill_between(g.index, g["min"], g["max"], color=palette[line], alpha=0.2, lw=0)
         decorate(ax, sub)
+        ax.set_xlabel("step")
         ax.set_yscale("log")
         ax.set_title(_panel_title(runs, key))
         ax.set_ylabel(ylabel)
-        if ax.get_legend() is not None:
-            ax.legend(fontsize="small")
+        ax.legend(fontsize="small")
     return save(fig, path_stem)
 
 
@@ -263,8 +270,8 @@ def gradflow_vs_lag(gradflow: pd.DataFrame, runs: pd.DataFrame, path_stem) -> li
 
 # Verdict -> (colour, marker): blue/orange/grey of the colour-blind palette, told apart by
 # marker shape too.
-_CB = sns.color_palette("colorblind")
-VERDICT_STYLE = {"better": (_CB[0], "^"), "worse": (_CB[1], "v"), "no evidence": (_CB[7], "o")}
+VERDICT_STYLE = {"better": (COLORBLIND[0], "^"), "worse": (COLORBLIND[1], "v"),
+                 "no evidence": (COLORBLIND[7], "o")}
 
 
 def comparison(comparison: pd.DataFrame, path_stem) -> list[Path]:

@@ -11,7 +11,7 @@ study, the method and the field.
     methods: {LSTM: {cell: lstm}}     # name -> run-field overrides (default: one method "default")
     axes: {T: [10, 50]}               # field -> values, crossed with each other
     exclude: [{method: LSTM, T: 10}]  # drop runs matching every key of one entry
-    chunks: {per_core: 2}             # several runs per job (rnnbench.chunks)
+    chunks: {per_core: 1}             # several runs per job (rnnbench.chunks)
     compare: {baseline: tanh-RNN}     # optional: compare every other method with this one
                                       # (+ tune: lr, validation_seeds: [...]: rnnbench.compare)
     plugins: [my_cells.py]            # plug-in files/folders (rnnbench.plugins), relative to

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from rnnbench.chunks import estimate_seconds
+from rnnbench.chunks import estimate_seconds, steal_order
 from rnnbench.figures import FIGURES, figures_for
 from rnnbench import plugins
 from rnnbench.study import check_numbers_read_as_text, load_study
@@ -102,12 +102,20 @@ def run_files(name):
 
 
 def chunk_spec_json(wildcards):
-    """The chunk's runs for `rnnbench run-chunk`: their RunConfigs and result folders."""
+    """The chunk's runs for `rnnbench run-chunk`: their RunConfigs and result folders; with
+    `chunks.steal`, also the other chunks' runs, which the job trains once its own are done or
+    taken (rnnbench.train.run_chunk), and its time limit."""
     if wildcards.chunk not in CHUNKS:  # a cluster job's own re-read: the spec is written
         return Path(f"{RESULTS}/{wildcards.study}/chunks/{wildcards.chunk}.json").read_text()
-    runs = [{"config": RUNS[r].to_dict(), "out_dir": f"{RESULTS}/{wildcards.study}/runs/{r}"}
-            for r in CHUNKS[wildcards.chunk]]
-    return json.dumps({"runs": runs}, sort_keys=True, indent=1)
+    base = f"{RESULTS}/{wildcards.study}/runs"
+    spec = {"runs": [{"config": RUNS[r].to_dict(), "out_dir": f"{base}/{r}"}
+                     for r in CHUNKS[wildcards.chunk]]}
+    if STUDY.chunks["steal"] and len(CHUNKS) > 1:
+        spec["others"] = [{"config": RUNS[r].to_dict(), "out_dir": f"{base}/{r}",
+                           "seconds": estimate_seconds(RUNS[r])}
+                          for r in steal_order(CHUNKS, wildcards.chunk)]
+        spec["time_limit_s"] = 60 * chunk_minutes(wildcards)
+    return json.dumps(spec, sort_keys=True, indent=1)
 
 
 def chunk_minutes(wildcards):

@@ -1,6 +1,8 @@
 # Figures of the study, PNG (in the report) and PDF: one job per entry of rnnbench.figures.FIGURES
-# (its drawing function, the aggregated tables it reads, its caption).
-from rnnbench.figures import FIGURES, render
+# (its drawing function, the aggregated tables it reads, its caption). Each is a process of its
+# own (`rnnbench figure`), so the figures are drawn on every core at once; it does not read the
+# workflow again, as a `run:` job in a new process would.
+from rnnbench.figures import FIGURES, needed
 
 
 rule plot:
@@ -18,9 +20,14 @@ rule plot:
         pdf=f"{RESULTS}/{{study}}/figures/{{figure}}.pdf",
     params:
         caption=lambda wildcards: FIGURES[wildcards.figure].caption,
+        setting=lambda wildcards: json.dumps(needed(wildcards.figure, STUDY)),
+        study_dir=lambda wildcards: f"{RESULTS}/{wildcards.study}",
+        python=PYTHON,
     log:
         f"{RESULTS}/{{study}}/logs/plot/{{figure}}.log",
     localrule: True
-    run:
-        with logged(log[0]):
-            render(wildcards.figure, f"{RESULTS}/{wildcards.study}", STUDY)
+    conda:
+        "../envs/rnnbench.yaml"
+    shell:
+        "{params.python} -m rnnbench figure {wildcards.figure} {params.study_dir} "
+        "--setting {params.setting:q} > {log} 2>&1"
