@@ -211,3 +211,41 @@ def test_plots_of_empty_inputs_draw_a_note(study_dir, tmp_path):
     _check_files(plots.success_vs_T(empty, tmp_path / "s"))
     _check_files(plots.learning_curves(curves.iloc[:0], runs, tmp_path / "l"))
     _check_files(plots.grad_norms(empty, empty, tmp_path / "n"))
+
+
+def test_curve_panels_draw_the_median_over_seeds_and_the_min_max_band(monkeypatch, tmp_path):
+    import numpy as np
+    drawn = []
+    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.append(fig) or [])
+    runs = pd.DataFrame({"run_id": ["a", "b", "c"], "method": ["m"] * 3, "task": ["adding"] * 3,
+                         "T": [10] * 3, "seed": [0, 1, 2], "baseline_loss": [0.17] * 3})
+    losses = {"a": [1.0, 0.5, 0.2], "b": [2.0, 0.4, 0.1], "c": [4.0, 0.3, 0.4]}
+    curves = pd.DataFrame([{"run_id": r, "step": 100 * i, "eval_loss": v, "grad_norm": 1.0}
+                           for r, vs in losses.items() for i, v in enumerate(vs)])
+    plots.learning_curves(curves, runs, tmp_path / "l")
+    (ax,) = [a for a in drawn[0].axes if a.get_visible()]
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "m"]
+    assert list(line.get_xdata()) == [0, 100, 200]
+    np.testing.assert_allclose(line.get_ydata(), [2.0, 0.4, 0.2])  # the median of the seeds
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert np.isclose(band.min(), 0.1) and np.isclose(band.max(), 4.0)  # min-max over seeds
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["m", "baseline"]
+
+
+def test_log_axes_label_like_matplotlib_without_mathtext():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    labels = {}
+    for limits in ((0.005, 0.5), (0.02, 0.08)):
+        fig = Figure()
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
+        plots.log_axis(ax, "y")
+        ax.set_ylim(*limits)
+        fig.canvas.draw()
+        labels[limits] = [t.get_text() for minor in (False, True)
+                          for t in ax.get_yticklabels(minor=minor) if t.get_text()]
+    assert labels[(0.005, 0.5)] == ["10⁻³", "10⁻²", "10⁻¹", "10⁰"]
+    assert "2×10⁻²" in labels[(0.02, 0.08)]  # minor labels where the axis spans little
+    assert not any("$" in text for texts in labels.values() for text in texts)

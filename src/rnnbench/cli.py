@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -146,7 +147,11 @@ def set_threads(n: int):
 
     from .reference import blas_threads
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    blas_threads(n)  # process-wide: the kernels' tiny GEMMs crawl with spare BLAS threads
+    # The kernels' tiny GEMMs crawl with spare BLAS threads. OpenBLAS reads its thread count
+    # from the environment when it loads (a chunk job sets it): asking threadpoolctl to inspect
+    # every loaded library then costs a chunk's start-up for nothing.
+    if os.environ.get("OPENBLAS_NUM_THREADS", os.environ.get("OMP_NUM_THREADS")) != str(n):
+        blas_threads(n)
 
 
 def _load_plugins(args) -> None:
