@@ -1,7 +1,7 @@
 """What a study costs end to end, against its own training time and against a plain script.
 
     .venv/bin/python benchmarks/bench_study.py                  # the default study, 2 cores
-    .venv/bin/python benchmarks/bench_study.py --variants chunks=2 chunks=1 one-per-job
+    .venv/bin/python benchmarks/bench_study.py --variants chunks=1 chunks=1,no-steal one-per-job
     .venv/bin/python benchmarks/bench_study.py --study config/studies/x.yaml --cores 2
     .venv/bin/python benchmarks/bench_study.py --results results/le2015 --wall 840   # already run
 
@@ -97,8 +97,9 @@ def workdir(root: Path, study: dict, variant: str) -> Path:
     study = dict(study, results_dir="results")
     if variant == "one-per-job":
         study["chunks"] = {"enabled": False}
-    else:
-        study["chunks"] = {"per_core": int(variant.split("=")[1])}
+    else:  # chunks=K or chunks=K,no-steal
+        per_core, _, option = variant.split("=", 1)[1].partition(",")
+        study["chunks"] = {"per_core": int(per_core), "steal": option != "no-steal"}
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
     return root
 
@@ -168,8 +169,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--study", default=str(REPO / "config" / "config.yaml"))
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--variants", nargs="+", default=["chunks=2"],
-                        help="chunks=K (K chunk jobs per core) or one-per-job")
+    parser.add_argument("--variants", nargs="+", default=["chunks=1"],
+                        help="chunks=K (K chunk jobs per core), chunks=K,no-steal (jobs do not "
+                             "take each other's runs) or one-per-job")
     parser.add_argument("--results", type=Path,
                         help="a finished study's folder: measure it instead of running a study")
     parser.add_argument("--wall", type=float, help="with --results: its snakemake wall seconds")
