@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_study.py                  # the default study, 2 cores
     .venv/bin/python benchmarks/bench_study.py --variants chunks=1 chunks=1,no-steal one-per-job
+    .venv/bin/python benchmarks/bench_study.py --repeat 3           # medians over 3 rounds
     .venv/bin/python benchmarks/bench_study.py --study config/studies/x.yaml --cores 2
     .venv/bin/python benchmarks/bench_study.py --results results/le2015 --wall 840   # already run
 
@@ -32,6 +33,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -175,6 +177,8 @@ def main() -> int:
     parser.add_argument("--results", type=Path,
                         help="a finished study's folder: measure it instead of running a study")
     parser.add_argument("--wall", type=float, help="with --results: its snakemake wall seconds")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of every variant and the plain script (default 1)")
     parser.add_argument("--plain", help=argparse.SUPPRESS)  # internal: the plain script itself
     args = parser.parse_args()
     if args.plain:
@@ -183,24 +187,36 @@ def main() -> int:
     if args.results:
         return measured_study(args.results, args.wall, args.cores, parser)
     study = yaml.safe_load(Path(args.study).read_text())
-    rows = []
-    plain = None
-    for variant in args.variants:
-        wall, runs = run_suite(study, variant, args.cores)
-        if plain is None:  # the same runs and steps for every variant (seeded, deterministic)
-            plain = run_plain(runs)
-        suite = args.cores * wall
-        training = float(runs["wall_time_s"].sum())
-        rows.append((variant, len(runs), wall, suite, training, plain))
-    print(f"\nstudy {study['study']!r}, {args.cores} cores "
-          f"(suite core-seconds = cores x wall; plain script: one process, one thread)\n")
+    # Rounds interleave the variants and the plain script, so that a change in the host's speed
+    # during the benchmark (a shared machine) reaches every variant alike; each ratio is taken
+    # within one round, and the table gives the median over the rounds with its range.
+    rows = {variant: [] for variant in args.variants}
+    for _ in range(args.repeat):
+        plain = None
+        for variant in args.variants:
+            wall, runs = run_suite(study, variant, args.cores)
+            if plain is None:  # the same runs and steps for every variant (seeded, deterministic)
+                plain = run_plain(runs)
+            rows[variant].append((len(runs), wall, float(runs["wall_time_s"].sum()), plain))
+    print(f"\nstudy {study['study']!r}, {args.cores} cores, {args.repeat} round(s) "
+          f"(suite core-seconds = cores x wall; plain script: one process, one thread; "
+          f"medians over the rounds, ratios with their range)\n")
     print("| variant | runs | suite wall s | suite core-s | runs' training s | plain script core-s "
           "| suite / training (goal <= 1.3) | plain / suite (goal >= 2) |")
     print("|---|---|---|---|---|---|---|---|")
-    for variant, n, wall, suite, training, plain in rows:
-        print(f"| {variant} | {n} | {wall:.1f} | {suite:.1f} | {training:.1f} | {plain:.1f} "
-              f"| {suite / training:.2f} | {plain / suite:.2f} |")
+    for variant, measured in rows.items():
+        n, wall, training, plain = (statistics.median(column) for column in zip(*measured))
+        over = [args.cores * w / t for _, w, t, _ in measured]
+        ahead = [p / (args.cores * w) for _, w, _, p in measured]
+        print(f"| {variant} | {n:.0f} | {wall:.1f} | {args.cores * wall:.1f} | {training:.1f} | "
+              f"{plain:.1f} | {_spread(over)} | {_spread(ahead)} |")
     return 0
+
+
+def _spread(values) -> str:
+    """The median, with the range when there are several values."""
+    median = f"{statistics.median(values):.2f}"
+    return median if len(values) == 1 else f"{median} ({min(values):.2f}-{max(values):.2f})"
 
 
 def measured_study(results: Path, wall: float | None, cores: int, parser) -> int:

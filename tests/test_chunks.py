@@ -86,11 +86,11 @@ def test_plan_splits_chunks_over_the_time_limit_and_can_be_disabled():
 def test_chunk_names_are_stable_and_readable():
     study = load_study({"study": "s", "seeds": 2, "fixed": {**TINY_FIXED},
                         "methods": {"RNN": {"cell": "rnn"}, "GRU": {"cell": "gru"}}})
-    chunks, groups = study.jobs(cores=1)
+    chunks, groups = study.jobs(cores=2)
     assert groups == {} and len(chunks) == 2 and all(c.startswith("chunk-") for c in chunks)
-    assert study.jobs(cores=1) == (chunks, groups)
+    assert study.jobs(cores=2) == (chunks, groups)
     folders = sorted(study.folders().values())
-    alone, _ = study.jobs(cores=1, finished=folders[1:])  # one run left: a chunk named after it
+    alone, _ = study.jobs(cores=2, finished=folders[1:])  # one run left: a chunk named after it
     assert list(alone) == [folders[0]] and alone[folders[0]] == [folders[0]]
     assert study.jobs(cores=1, finished=folders) == ({}, {})
 

@@ -153,7 +153,7 @@ def run_chunk(runs, progress: bool | None = None, others=(), time_limit_s: float
     start = time.perf_counter()
     failed, taken = [], []
     for config, out_dir in runs:
-        outcome = _claim_and_train(config, out_dir, progress, wait=False)
+        outcome = _claim_and_train(config, out_dir, progress, wait=False, own=True)
         if outcome == "taken":
             taken.append((config, out_dir))
         elif outcome == "failed":
@@ -161,9 +161,10 @@ def run_chunk(runs, progress: bool | None = None, others=(), time_limit_s: float
     for config, out_dir, seconds in others:
         if time_limit_s is not None and time.perf_counter() - start + 3 * seconds > time_limit_s:
             continue
-        _claim_and_train(config, out_dir, progress, wait=False)  # its owner retries a failure
+        # a run that fails here is its owner's to train again (and to report)
+        _claim_and_train(config, out_dir, progress, wait=False, own=False)
     for config, out_dir in taken:
-        if _claim_and_train(config, out_dir, progress, wait=True) == "failed":
+        if _claim_and_train(config, out_dir, progress, wait=True, own=True) == "failed":
             failed.append(_config(config).run_id())
     return failed
 
@@ -172,13 +173,15 @@ def _config(config) -> RunConfig:
     return config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
 
 
-def _claim_and_train(config, out_dir, progress, wait: bool) -> str:
-    """"done" (trained now or before), "taken" (another process holds it) or "failed"."""
+def _claim_and_train(config, out_dir, progress, wait: bool, own: bool) -> str:
+    """"done" (trained now or before), "taken" (another process holds it) or "failed". Only
+    the chunk's `own` runs are reported as already done: the others' would fill its log."""
     import traceback
 
     cfg = _config(config)
     if finished(out_dir):
-        print(f"run {cfg.run_id()}: already done in {out_dir}", flush=True)
+        if own:
+            print(f"run {cfg.run_id()}: already done in {out_dir}", flush=True)
         return "done"
     with claimed(out_dir, wait) as held:
         if not held:
