@@ -21,7 +21,8 @@ from rnnbench.chunks import estimate_seconds, plan, steal_order
 from rnnbench.cli import main as cli_main
 from rnnbench.config import RunConfig
 from rnnbench.study import load_study
-from rnnbench.train import CHECKPOINT, CLAIM_SUFFIX, claimed, run_chunk
+from rnnbench.chunk_job import CLAIM_SUFFIX, FAILED_MARK, claimed, run_chunk
+from rnnbench.train import CHECKPOINT
 from support import (DEFAULT_PROFILE, TINY_FIXED, result_table, assert_same_summary,
                      env, snakemake_cmd, snakemake, tail, study_dict,
                      run_folders, wait_for, mtimes)
@@ -173,11 +174,12 @@ def _held_elsewhere(out_dir):
 
 
 def test_a_job_trains_other_chunks_runs_except_claimed_ones_and_those_over_its_time(tmp_path):
-    own, free, held, costly = (BASE.replace(seed=s) for s in range(4))
+    own, free, held = (BASE.replace(seed=s) for s in range(3))
+    costly = BASE.replace(seed=3, steps=10 ** 7)  # estimated at hours: 3x that is over 600 s
     fd = _held_elsewhere(tmp_path / "held")
     try:
-        others = [(free, str(tmp_path / "free"), 1.0), (held, str(tmp_path / "held"), 1.0),
-                  (costly, str(tmp_path / "costly"), 1e6)]
+        others = [(free, str(tmp_path / "free")), (held, str(tmp_path / "held")),
+                  (costly, str(tmp_path / "costly"))]
         assert run_chunk([(own, tmp_path / "own")], others=others, time_limit_s=600) == []
     finally:
         os.close(fd)
@@ -203,10 +205,31 @@ def test_a_job_waits_for_its_run_taken_by_another_and_trains_it_if_left_unfinish
         os.close(fd)
 
     threading.Thread(target=release).start()
-    assert run_chunk([(cfg, out)]) == []
+    other = (BASE.replace(seed=4), tmp_path / "other")  # another chunk's run: claims are on
+    assert run_chunk([(cfg, out)], others=[other]) == []
     assert released and (out / "summary.parquet").exists()
     with claimed(out, wait=False) as held:
-        assert held  # nobody holds a finished run's claim
+        assert held is not None  # nobody holds a finished run's claim
+
+
+def test_a_run_that_failed_in_its_owners_job_is_left_to_its_owner(tmp_path, monkeypatch):
+    bad, first, second = (BASE.replace(seed=s) for s in (7, 8, 9))
+    real_run, trained = train.run, []
+
+    def run(cfg, **kwargs):
+        trained.append(cfg.seed)
+        if cfg.seed == 7:
+            raise RuntimeError("boom")
+        return real_run(cfg, **kwargs)
+
+    monkeypatch.setattr(train, "run", run)
+    bad_run = (bad, tmp_path / "bad")
+    assert run_chunk([bad_run], others=[(first, tmp_path / "first")]) == [bad.run_id()]
+    assert (tmp_path / f"bad{CLAIM_SUFFIX}").read_bytes() == FAILED_MARK
+    assert run_chunk([(second, tmp_path / "second")], others=[bad_run]) == []  # not retried
+    assert trained == [7, 8, 9]
+    assert run_chunk([bad_run], others=[(first, tmp_path / "first")]) == [bad.run_id()]
+    assert trained == [7, 8, 9, 7]  # its owner's job (a rerun) tries it again
 
 
 def test_a_finished_chunk_job_exits_before_loading_plugins_or_torch(tmp_path):

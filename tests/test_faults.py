@@ -152,7 +152,7 @@ KILL_STUDY = study_dict("killed", {
     # Long enough to be killed half-way (~6 s of training), with checkpoints to resume from.
     "slow": {"cell": "gru", "steps": 6000, "eval_interval": 500, "early_stop": False,
              "checkpoint_every": 200},
-})
+}, chunks={"per_core": 2, "steal": False})  # the slow run alone in a job of its own
 
 
 @pytest.mark.slow

@@ -50,6 +50,7 @@ TINY_STUDY = textwrap.dedent(f"""\
     methods:
       tanh-RNN: {{cell: rnn, activation: tanh}}
       GRU: {{cell: gru}}
+    chunks: {{per_core: 2}}      # two SLURM jobs (Snakemake plans a cluster study for one core)
     """)
 
 def run_snakemake(workdir: Path, args: list[str], job_env: dict, limit: int = 600):

@@ -39,7 +39,7 @@ def collect(study_dir, folders=None, allow_missing: bool = False):
         folders = [runs_dir / f for f in folders]
     summaries, curves, flows = [], [], []
     for folder in folders:
-        if not (folder / "summary.parquet").exists():
+        if not records.finished(folder):
             if allow_missing:
                 continue
             raise ValueError(f"run folder {folder} has no summary.parquet (unfinished or missing "

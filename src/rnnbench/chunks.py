@@ -26,6 +26,7 @@ TORCH_SLOWDOWN = 3.0                        # autograd over small tensors: per-o
 STEP_OVERHEAD_S = 5e-4                      # data generation, loss, clipping, optimiser update
 SVD_S_PER_H3 = 2.5e-9                       # one spectral norm of an H x H product, per H^3
 LOOP_S_PER_TIMESTEP = 2e-4                  # Omega's Python loop over time (rnnbench.regularizer)
+TIME_MARGIN = 3.0                           # a job's time limit: this x its estimate, + 10 min
 
 
 def estimate_seconds(cfg) -> float:
@@ -52,6 +53,12 @@ def estimate_seconds(cfg) -> float:
     if cfg.regularizer:  # Omega's loop: per-time-step autograd calls, not FLOPs, set its pace
         seconds += cfg.steps * length * LOOP_S_PER_TIMESTEP
     return seconds
+
+
+def time_limit_minutes(seconds: float) -> int:
+    """The time limit of a job whose runs are estimated at `seconds` (a cluster's --time): the
+    estimate is only roughly right in absolute terms, so a wide margin."""
+    return 10 + int(TIME_MARGIN * seconds / 60)
 
 
 def _numba_path(cfg) -> bool:
@@ -95,7 +102,7 @@ def plan(runs: list, cores: int, settings: dict | None = None) -> list[Chunk]:
     has work), more where a chunk would exceed `max_minutes`; longest-processing-time-first
     keeps their estimated costs close. Within a chunk the most expensive run goes first. Early
     stopping makes the real costs differ; with `steal` the jobs even them out at the end by
-    taking each other's last runs (rnnbench.train.run_chunk). With `enabled: false`, one chunk
+    taking each other's last runs (rnnbench.chunk_job). With `enabled: false`, one chunk
     per run."""
     settings = check_settings(settings or {}, "chunks")
     if not runs:

@@ -65,11 +65,16 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_run_chunk(args) -> int:
-    from .train import run_chunk
+    if _chunk_finished(args.spec):  # before the plug-ins: a job with nothing left starts no torch
+        print(f"{args.spec}: every run is finished (trained by other chunk jobs)")
+        return 0
+    _load_plugins(args)
+    from .chunk_job import run_chunk
 
     spec = read_chunk_spec(args.spec)  # every config checked before the first run trains
     set_threads(args.threads)
-    failed = run_chunk(spec.runs, others=spec.others, time_limit_s=spec.time_limit_s)
+    limit = None if args.time_limit_minutes is None else 60 * args.time_limit_minutes
+    failed = run_chunk(spec.runs, others=spec.others, time_limit_s=limit)
     if failed:
         print(f"rnnbench: {len(failed)} of {len(spec.runs)} runs failed: {', '.join(failed)}",
               file=sys.stderr)
@@ -79,63 +84,60 @@ def _cmd_run_chunk(args) -> int:
 
 @dataclasses.dataclass
 class ChunkSpec:
-    runs: list                    # (RunConfig, out_dir): the chunk's own runs
-    others: list                  # (RunConfig, out_dir, estimated seconds): runs it may take
-    time_limit_s: float | None    # the job's time limit, if it has one
+    runs: list      # (RunConfig, out_dir): the chunk's own runs
+    others: list    # (RunConfig, out_dir): the other chunks' runs, in the order to take them
 
 
 def read_chunk_spec(path) -> ChunkSpec:
     """A chunk spec: JSON {"runs": [{"config": {run fields}, "out_dir": folder}, ...]}, and
-    optionally "others" (entries with "seconds" as well: other chunks' runs, rnnbench.train.
-    run_chunk) and "time_limit_s"; every config validated (ValueError naming the run)."""
-    try:
-        with open(path) as f:
-            spec = json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"chunk spec {path}: {exc}") from None
+    optionally "others" in the same form (rnnbench.chunk_job.run_chunk); every config validated
+    (ValueError naming the run)."""
+    spec = _spec_json(path)
     entries = spec.get("runs") if isinstance(spec, dict) else None
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"chunk spec {path}: expected {{\"runs\": [...]}} with at least one run")
-    unknown = set(spec) - {"runs", "others", "time_limit_s"}
+    unknown = set(spec) - {"runs", "others"}
     if unknown:
         raise ValueError(f"chunk spec {path}: unknown key(s) {sorted(unknown)}")
-    limit = spec.get("time_limit_s")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))):
-        raise ValueError(f"chunk spec {path}: 'time_limit_s' must be a number, got {limit!r}")
     others = spec.get("others", [])
     if not isinstance(others, list):
         raise ValueError(f"chunk spec {path}: 'others' must be a list")
-    return ChunkSpec(_chunk_runs(path, "run", entries, ("config", "out_dir")),
-                     _chunk_runs(path, "other run", others, ("config", "out_dir", "seconds")),
-                     limit)
+    return ChunkSpec(_chunk_runs(path, "run", entries), _chunk_runs(path, "other run", others))
+
+
+def _spec_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"chunk spec {path}: {exc}") from None
 
 
 def _chunk_finished(path) -> bool:
-    """Whether every run of chunk spec `path` has its summary; False also when the spec cannot
-    be read (read_chunk_spec then says why)."""
-    from .train import finished
+    """Whether every run of chunk spec `path` is finished; False also when the spec is not
+    readable as one (read_chunk_spec then says why)."""
+    from .records import finished
     try:
-        with open(path) as f:
-            runs = json.load(f)["runs"]
+        runs = _spec_json(path)["runs"]
         return bool(runs) and all(finished(entry["out_dir"]) for entry in runs)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return False
 
 
-def _chunk_runs(path, kind: str, entries: list, keys: tuple) -> list:
+def _chunk_runs(path, kind: str, entries: list) -> list:
     from .config import RunConfig
 
     runs = []
     for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or set(entry) != set(keys):
-            raise ValueError(f"chunk spec {path}: {kind} {i} must have exactly "
-                             + " and ".join(repr(k) for k in keys))
+        if not isinstance(entry, dict) or set(entry) != {"config", "out_dir"}:
+            raise ValueError(f"chunk spec {path}: {kind} {i} must have exactly 'config' and "
+                             "'out_dir'")
         where = f"chunk spec {path}, {kind} {i}"
         try:
             cfg = RunConfig.from_dict(entry["config"], where=where)
         except ValueError as exc:  # value checks do not know `where`
             raise ValueError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
-        runs.append((cfg, str(entry["out_dir"]), *[float(entry[k]) for k in keys[2:]]))
+        runs.append((cfg, str(entry["out_dir"])))
     return runs
 
 
@@ -265,13 +267,15 @@ def main(argv=None) -> int:
     p = sub.add_parser("run-chunk", help="train several runs one after another (a chunk spec)")
     p.add_argument("spec", help='JSON file {"runs": [{"config": {...}, "out_dir": DIR}, ...]}')
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
-    p.set_defaults(func=_cmd_run_chunk)
+    p.add_argument("--time-limit-minutes", type=float, default=None,
+                   help="the job's time limit: other chunks' runs are taken only while they fit")
+    p.set_defaults(func=_cmd_run_chunk, loads_plugins=False)  # it loads them itself, if needed
     p = sub.add_parser("figure", help="draw one figure of a study from its aggregated tables")
     p.add_argument("name", help="an entry of rnnbench.figures.FIGURES")
     p.add_argument("study_dir", help="the study's results folder (runs.parquet, ...)")
     p.add_argument("--setting", default="null",
                    help="JSON: the value of the study key the figure needs (e.g. compare)")
-    p.set_defaults(func=_cmd_figure, builds_runs=False)
+    p.set_defaults(func=_cmd_figure, loads_plugins=False)  # it builds no runs
     p = sub.add_parser("validate", help="expand and validate a study file")
     p.add_argument("study")
     p.set_defaults(func=_cmd_validate)
@@ -305,11 +309,8 @@ def main(argv=None) -> int:
                    help="results folder: writes <results>/compare-METHOD/")
     p.set_defaults(func=_cmd_compare)
     args = parser.parse_args(argv)
-    if args.command == "run-chunk" and _chunk_finished(args.spec):
-        print(f"{args.spec}: every run is finished (trained by other chunk jobs)")
-        return 0  # before the plug-ins: a job with nothing left should not start torch
     try:
-        if getattr(args, "builds_runs", True):
+        if getattr(args, "loads_plugins", True):
             _load_plugins(args)  # before any config is read: plug-ins register its names
         return args.func(args)
     except ValueError as exc:

@@ -16,21 +16,11 @@ TABLES = ("runs", "curves", "gradflow")  # what aggregation writes: <study_dir>/
 
 @dataclass(frozen=True)
 class FigureSpec:
-    draw: str             # a function of rnnbench.plots (or of this module, "_name"):
-                          # draw(*tables, path_stem) -> [png, pdf]; with `needs`, also the
-                          # value of that study key
+    draw: str             # a function of rnnbench.plots: draw(*tables, path_stem) ->
+                          # [png, pdf]; with `needs`, also the value of that study key
     inputs: tuple         # names from TABLES
     caption: str          # reStructuredText, shown under the figure in the HTML report
     needs: str = ""       # a study key that must be set for the figure to be drawn
-
-
-def _comparison(runs, path_stem, compare: dict):
-    """The rows the comparison uses (with `compare.tune`: the test seeds at the chosen value)."""
-    from . import plots
-    from .compare import compared_runs, comparison_table
-
-    table = comparison_table(compared_runs(runs, compare), compare["baseline"])
-    return plots.comparison(table, path_stem)
 
 
 FIGURES: dict[str, FigureSpec] = {
@@ -55,9 +45,7 @@ start and at the end of training (median over seeds). Dashed, same colour: the b
 (β_W β_f)^k, with β_W and β_f upper bounds of ‖W‖ and ‖diag f'‖; an exponentially falling
 curve is vanishing gradient, a rising one exploding. The axis follows the measured norms; the
 bound may leave it."""),
-    # The comparison table is recomputed from runs.parquet (seeded, so equal to
-    # tables/comparison.csv) rather than read back from CSV, which would lose its types.
-    "comparison": FigureSpec("_comparison", ("runs",), """\
+    "comparison": FigureSpec("comparison_of_runs", ("runs",), """\
 Methods against the baseline method (study key ``compare``), one row per method and cell, one
 row of panels per task. Left: success rate minus the baseline's, with Newcombe's 95% interval
 (0 dotted). Right: median final loss relative to the baseline's, with a bootstrap 95% interval
@@ -69,10 +57,11 @@ evidence.""", needs="compare"),
 
 def figures_for(study) -> list[str]:
     """The names of the figures a study draws (those whose study key is set)."""
-    return [name for name, spec in FIGURES.items() if not spec.needs or getattr(study, spec.needs)]
+    return [name for name, spec in FIGURES.items()
+            if not spec.needs or figure_setting(name, study)]
 
 
-def needed(name: str, study):
+def figure_setting(name: str, study):
     """The value of the study key figure `name` needs (None if it needs none): what `render`
     takes instead of the whole study, so that a figure can be drawn in a process of its own."""
     spec = FIGURES[name]
@@ -89,7 +78,7 @@ def render(name: str, study_dir, setting=None) -> list[Path]:
     from . import plots
 
     spec = FIGURES[name]
-    draw = globals()[spec.draw] if spec.draw.startswith("_") else getattr(plots, spec.draw)
+    draw = getattr(plots, spec.draw)
     study_dir = Path(study_dir)
     tables = [pd.read_parquet(study_dir / f"{table}.parquet") for table in spec.inputs]
     stem = study_dir / "figures" / name

@@ -27,7 +27,7 @@ from matplotlib.ticker import LogFormatterSciNotation
 
 from . import records
 from .aggregate import key_columns, success_table
-from .compare import COLUMNS, EXTRA_COLUMNS
+from .compare import COLUMNS, EXTRA_COLUMNS, compared_runs, comparison_table
 
 MAX_POINTS = 400  # per line: long curves are thinned to about this many steps
 # seaborn's "colorblind" palette, written out: importing seaborn (and scipy.stats with it) would
@@ -68,17 +68,16 @@ _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 class PlainLogFormatter(LogFormatterSciNotation):
     """matplotlib's log-axis labels (10^k, 2×10^k) written with Unicode superscripts instead of
-    mathtext: the same look, without the mathtext parser, which took most of a small figure's
-    drawing time (every distinct label is parsed again for the PNG and for the PDF)."""
+    mathtext: the same look without the mathtext parser, which would parse every distinct label
+    again for the PNG and for the PDF."""
 
     def __call__(self, x, pos=None):
         label = super().__call__(x, pos)
         match = re.fullmatch(r"\$\\mathdefault\{(.*)\}\$", label)
         if match is None:
             return label
-        text = match.group(1).replace(r"\times", "×").replace("-", "−")
-        return re.sub(r"\^\{(−?\d+)\}", lambda m: m.group(1).replace("−", "-")
-                      .translate(_SUPERSCRIPT), text)
+        text = match.group(1).replace(r"\times", "×")
+        return re.sub(r"\^\{(-?\d+)\}", lambda m: m.group(1).translate(_SUPERSCRIPT), text)
 
 
 def log_axis(ax, which: str = "y") -> None:
@@ -185,7 +184,7 @@ def success_vs_T(runs: pd.DataFrame, path_stem) -> list[Path]:
                         yerr=[g["success_rate"] - g["wilson_lo"],
                               g["wilson_hi"] - g["success_rate"]],
                         marker="o", capsize=3, color=palette[line], label=line)
-        log_axis(ax, "x")
+        ax.set_xscale("log")
         Ts = sorted(sub["T"].unique())
         ax.set_xticks(Ts, [str(t) for t in Ts])
         ax.minorticks_off()
@@ -350,6 +349,15 @@ def comparison(comparison: pd.DataFrame, path_stem) -> list[Path]:
     fig.suptitle(f"{title}: {', '.join(map(str, pd.unique(table['method'])))} "
                  f"vs {baseline}")
     return save(fig, path_stem)
+
+
+def comparison_of_runs(runs: pd.DataFrame, path_stem, compare: dict) -> list[Path]:
+    """The forest plot of a study with the key `compare`, from its runs: the comparison table is
+    recomputed (seeded, so equal to tables/comparison.csv; read back from CSV it would lose its
+    types) from the rows the comparison uses (with `compare.tune`: the test seeds at the chosen
+    value)."""
+    table = comparison_table(compared_runs(runs, compare), compare["baseline"])
+    return comparison(table, path_stem)
 
 
 def _ratio_limits(table) -> tuple[float, float]:

@@ -22,6 +22,11 @@ from ._version import __version__
 RUN_FILES = ("curve.parquet", "gradflow.parquet", "summary.parquet")  # summary last
 
 
+def finished(out_dir) -> bool:
+    """Whether the run in folder `out_dir` is finished: its summary, written last, exists."""
+    return (Path(out_dir) / RUN_FILES[-1]).exists()
+
+
 def _atomic(path: Path, write) -> Path:
     """Write to a temp file in the same folder, fsync, then rename over `path`."""
     path = Path(path)

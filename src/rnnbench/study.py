@@ -302,7 +302,7 @@ def _compare(values, study: Study, where) -> dict:
     if not isinstance(baseline, str) or baseline not in study.methods:
         raise ValueError(f"{where}: 'compare.baseline' must be one of the methods "
                          f"{list(study.methods)}, got {baseline!r}")
-    from .compare import check_baseline_cells  # scipy: only for studies that compare
+    from .compare import check_baseline_cells
     table = study.table()
     check_baseline_cells(table, baseline, f"{where}: compare")
     settings = {"baseline": baseline}

@@ -8,8 +8,6 @@ pure function of (seed, i), so a resumed run sees exactly the batches an uninter
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import sys
 import time
@@ -104,97 +102,3 @@ def run(config, out_dir=None, progress: bool | None = None, stop_after: int | No
         records.write_run(out_dir, result.summary, result.curve, result.gradflow)
         (out_dir / CHECKPOINT).unlink(missing_ok=True)
     return result
-
-
-CLAIM_SUFFIX = ".claim"  # beside a run's folder: the lock of the process training the run
-
-
-@contextlib.contextmanager
-def claimed(out_dir, wait: bool):
-    """Hold run `out_dir`'s claim, an flock on `<out_dir>.claim`, so that chunk jobs taking runs
-    from each other never train one run at once; the kernel releases it when the holder exits,
-    killed or not. Yields whether it is held: without `wait`, False if another process holds it.
-    The file is removed once the run's summary exists (a later claimant checks for the summary
-    after taking the lock, so it never trains a finished run through a removed file)."""
-    path = Path(f"{out_dir}{CLAIM_SUFFIX}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-        if finished(out_dir):
-            path.unlink(missing_ok=True)
-    finally:
-        os.close(fd)
-
-
-def finished(out_dir) -> bool:
-    """A run is finished once its summary exists (written last, atomically)."""
-    return (Path(out_dir) / records.RUN_FILES[-1]).exists()
-
-
-def run_chunk(runs, progress: bool | None = None, others=(), time_limit_s: float | None = None,
-              ) -> list[str]:
-    """Train `runs`, (config, out_dir) pairs, one after another in this process, each exactly as
-    `run(config, out_dir)` would alone. A run whose folder already holds its summary is done and
-    skipped, so a chunk killed half-way keeps the runs it finished and a rerun does the rest.
-    A run that raises is reported and the others still train; returns the failed run ids.
-
-    Chunk jobs of one study share out the work at the end: once its own runs are done or taken,
-    a job trains runs of other chunks, `others` (config, out_dir, estimated seconds), in the
-    order given (their owners' last runs first), as long as the estimate, three times over, fits
-    in the job's `time_limit_s`. A run is trained by whoever claims it first (`claimed`); a job
-    ends when each of its own runs is finished, waiting for those that others are training and
-    training itself any that another job failed on."""
-    start = time.perf_counter()
-    failed, taken = [], []
-    for config, out_dir in runs:
-        outcome = _claim_and_train(config, out_dir, progress, wait=False, own=True)
-        if outcome == "taken":
-            taken.append((config, out_dir))
-        elif outcome == "failed":
-            failed.append(_config(config).run_id())
-    for config, out_dir, seconds in others:
-        if time_limit_s is not None and time.perf_counter() - start + 3 * seconds > time_limit_s:
-            continue
-        # a run that fails here is its owner's to train again (and to report)
-        _claim_and_train(config, out_dir, progress, wait=False, own=False)
-    for config, out_dir in taken:
-        if _claim_and_train(config, out_dir, progress, wait=True, own=True) == "failed":
-            failed.append(_config(config).run_id())
-    return failed
-
-
-def _config(config) -> RunConfig:
-    return config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
-
-
-def _claim_and_train(config, out_dir, progress, wait: bool, own: bool) -> str:
-    """"done" (trained now or before), "taken" (another process holds it) or "failed". Only
-    the chunk's `own` runs are reported as already done: the others' would fill its log."""
-    import traceback
-
-    cfg = _config(config)
-    if finished(out_dir):
-        if own:
-            print(f"run {cfg.run_id()}: already done in {out_dir}", flush=True)
-        return "done"
-    with claimed(out_dir, wait) as held:
-        if not held:
-            return "taken"
-        if finished(out_dir):  # finished by the process that held it before
-            return "done"
-        try:
-            s = run(cfg, out_dir=out_dir, progress=progress).summary
-        except Exception:  # one broken run must not take the chunk's other runs with it
-            traceback.print_exc()
-            print(f"run {cfg.run_id()}: FAILED ({out_dir})", flush=True)
-            return "failed"
-    print(f"run {s['run_id']}: solved={s['solved']} steps={s['steps_done']} "
-          f"final_eval_loss={s['final_eval_loss']:.4g} diverged={s['diverged']} "
-          f"backend={s['backend_used']} wall={s['wall_time_s']:.1f}s", flush=True)
-    return "done"

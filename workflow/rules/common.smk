@@ -11,9 +11,10 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from rnnbench.chunks import estimate_seconds, steal_order
+from rnnbench.chunks import estimate_seconds, steal_order, time_limit_minutes
 from rnnbench.figures import FIGURES, figures_for
 from rnnbench import plugins
+from rnnbench.records import finished
 from rnnbench.study import check_numbers_read_as_text, load_study
 
 
@@ -38,7 +39,7 @@ RESULTS = config["results_dir"].rstrip("/")
 STUDY_DIR = f"{RESULTS}/{STUDY.name}"
 # A run is finished once its summary exists (written last, atomically). Only the unfinished runs
 # are packed into chunk jobs, so a rerun after a kill retrains just those, balanced anew.
-FINISHED = {r for r in RUNS if Path(f"{STUDY_DIR}/runs/{r}/summary.parquet").exists()}
+FINISHED = {r for r in RUNS if finished(f"{STUDY_DIR}/runs/{r}")}
 # chunk id -> runs one job trains in turn; ensemble group id -> member runs (Study.jobs).
 CHUNKS, GROUPS = STUDY.jobs(cores=workflow._cores or 1, finished=FINISHED)
 IN_GROUPS = {r for members in GROUPS.values() for r in members}
@@ -48,6 +49,9 @@ IN_GROUPS = {r for members in GROUPS.values() for r in members}
 if workflow.is_main_process:
     for _chunk in CHUNKS:
         Path(f"{STUDY_DIR}/chunks/{_chunk}.done").unlink(missing_ok=True)
+# A run as a chunk spec lists it (each run's config once, however many specs list it).
+RUN_ENTRIES = {r: {"config": RUNS[r].to_dict(), "out_dir": f"{STUDY_DIR}/runs/{r}"}
+               for members in CHUNKS.values() for r in members}
 TABLES = ("success", "longest_T")
 
 
@@ -103,27 +107,22 @@ def run_files(name):
 
 def chunk_spec_json(wildcards):
     """The chunk's runs for `rnnbench run-chunk`: their RunConfigs and result folders; with
-    `chunks.steal`, also the other chunks' runs, which the job trains once its own are done or
-    taken (rnnbench.train.run_chunk), and its time limit."""
+    `chunks.steal`, also the other chunks' runs, which the job takes once its own are done or
+    taken (rnnbench.chunk_job)."""
     if wildcards.chunk not in CHUNKS:  # a cluster job's own re-read: the spec is written
         return Path(f"{RESULTS}/{wildcards.study}/chunks/{wildcards.chunk}.json").read_text()
-    base = f"{RESULTS}/{wildcards.study}/runs"
-    spec = {"runs": [{"config": RUNS[r].to_dict(), "out_dir": f"{base}/{r}"}
-                     for r in CHUNKS[wildcards.chunk]]}
-    if STUDY.chunks["steal"] and len(CHUNKS) > 1:
-        spec["others"] = [{"config": RUNS[r].to_dict(), "out_dir": f"{base}/{r}",
-                           "seconds": estimate_seconds(RUNS[r])}
-                          for r in steal_order(CHUNKS, wildcards.chunk)]
-        spec["time_limit_s"] = 60 * chunk_minutes(wildcards)
+    spec = {"runs": [RUN_ENTRIES[r] for r in CHUNKS[wildcards.chunk]]}
+    if STUDY.chunks["enabled"] and STUDY.chunks["steal"] and len(CHUNKS) > 1:
+        spec["others"] = [RUN_ENTRIES[r] for r in steal_order(CHUNKS, wildcards.chunk)]
     return json.dumps(spec, sort_keys=True, indent=1)
 
 
 def chunk_minutes(wildcards):
-    """Time limit of a chunk job (SLURM's --time): its estimated cost, with a wide margin."""
+    """Time limit of a chunk job (SLURM's --time; a job takes other chunks' runs only while they
+    fit in it): its estimated cost, with a wide margin."""
     if wildcards.chunk not in CHUNKS:  # a cluster job's own re-read: submitted already
         return 60
-    seconds = sum(estimate_seconds(RUNS[r]) for r in CHUNKS[wildcards.chunk])
-    return 10 + int(3 * seconds / 60)
+    return time_limit_minutes(sum(estimate_seconds(RUNS[r]) for r in CHUNKS[wildcards.chunk]))
 
 
 def group_spec_json(wildcards):

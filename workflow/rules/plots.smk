@@ -2,7 +2,7 @@
 # (its drawing function, the aggregated tables it reads, its caption). Each is a process of its
 # own (`rnnbench figure`), so the figures are drawn on every core at once; it does not read the
 # workflow again, as a `run:` job in a new process would.
-from rnnbench.figures import FIGURES, needed
+from rnnbench.figures import FIGURES, figure_setting
 
 
 rule plot:
@@ -20,7 +20,7 @@ rule plot:
         pdf=f"{RESULTS}/{{study}}/figures/{{figure}}.pdf",
     params:
         caption=lambda wildcards: FIGURES[wildcards.figure].caption,
-        setting=lambda wildcards: json.dumps(needed(wildcards.figure, STUDY)),
+        setting=lambda wildcards: json.dumps(figure_setting(wildcards.figure, STUDY)),
         study_dir=lambda wildcards: f"{RESULTS}/{wildcards.study}",
         python=PYTHON,
     log:

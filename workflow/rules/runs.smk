@@ -32,7 +32,8 @@ rule train_chunk:
         "../envs/rnnbench.yaml"
     shell:
         "OMP_NUM_THREADS={threads} NUMBA_NUM_THREADS={threads} "
-        "{params.python} -m rnnbench run-chunk {input.spec} > {log} 2>&1 "
+        "{params.python} -m rnnbench run-chunk {input.spec} "
+        "--time-limit-minutes {resources.runtime} > {log} 2>&1 "
         "&& cp {input.spec} {output.done}"
 
 
