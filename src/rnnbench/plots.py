@@ -30,6 +30,7 @@ from .aggregate import key_columns, success_table
 from .compare import COLUMNS, EXTRA_COLUMNS, compared_runs, comparison_table
 
 MAX_POINTS = 400  # per line: long curves are thinned to about this many steps
+BAND_ALPHA = 0.2  # the shading of an interval band
 # seaborn's "colorblind" palette, written out: importing seaborn (and scipy.stats with it) would
 # cost more than drawing a figure of a small study.
 COLORBLIND = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4",
@@ -87,6 +88,13 @@ def log_axis(ax, which: str = "y") -> None:
     axis = ax.yaxis if which == "y" else ax.xaxis
     axis.set_major_formatter(PlainLogFormatter())
     axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
+
+
+def band(ax, x, y, lo, hi, colour, label, linestyle="-", marker="o"):
+    """A line (with markers unless `marker` is None) and its interval as a shaded band."""
+    x, y, lo, hi = (np.asarray(v, dtype=float) for v in (x, y, lo, hi))
+    ax.plot(x, y, color=colour, ls=linestyle, marker=marker, ms=4, label=label)
+    ax.fill_between(x, lo, hi, color=colour, alpha=BAND_ALPHA, lw=0)
 
 
 def _empty(path_stem, title: str, note: str) -> list[Path]:
@@ -229,11 +237,10 @@ def _per_panel(data, runs, y, ylabel, path_stem, decorate):
         sub = data[(data["task"] == key[0]) & (data["T"] == key[1])]
         # median over the seeds and the min-max band, one groupby for every line of the panel
         # (seaborn's lineplot estimates each step separately: most of a figure's cost)
-        band = sub.groupby(["line", "step"])[y].agg(["median", "min", "max"])
-        for line in [lab for lab in palette if lab in band.index.get_level_values("line")]:
-            g = band.loc[line]
-            ax.plot(g.index, g["median"], color=palette[line], label=line)
-            ax.fill_between(g.index, g["min"], g["max"], color=palette[line], alpha=0.2, lw=0)
+        stats = sub.groupby(["line", "step"])[y].agg(["median", "min", "max"])
+        for line in [lab for lab in palette if lab in stats.index.get_level_values("line")]:
+            g = stats.loc[line]
+            band(ax, g.index, g["median"], g["min"], g["max"], palette[line], line, marker=None)
         decorate(ax, sub)
         ax.set_xlabel("step")
         log_axis(ax, "y")

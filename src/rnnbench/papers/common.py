@@ -17,13 +17,12 @@ import pandas as pd
 
 from .. import records
 from ..aggregate import wilson_interval, write_table
-from ..plots import new_figure, method_colours
+from ..plots import method_colours, new_figure
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 LEVEL = 0.95
 HALF = 0.5          # a configuration "solves" a length when at least half of its seeds do
-BAND_ALPHA = 0.2
 TITLE_CHARS_PER_INCH = 10.5  # title characters per line, per inch of figure width
 
 
@@ -180,13 +179,6 @@ def empty(out_dir, name: str, title: str, text: str = "no finished runs") -> lis
 
 def colours(runs: pd.DataFrame) -> dict:
     return method_colours(pd.unique(runs["method"])) if "method" in runs else {}
-
-
-def band(ax, x, y, lo, hi, colour, label, linestyle="-", marker="o"):
-    """A line with markers and its interval as a shaded band."""
-    x, y, lo, hi = (np.asarray(v, dtype=float) for v in (x, y, lo, hi))
-    ax.plot(x, y, color=colour, ls=linestyle, marker=marker, ms=4, label=label)
-    ax.fill_between(x, lo, hi, color=colour, alpha=BAND_ALPHA, lw=0)
 
 
 def length_axis(ax, lengths, label="sequence length T (steps)"):

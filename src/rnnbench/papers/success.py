@@ -18,7 +18,8 @@ import pandas as pd
 
 from .. import tasks
 from . import common
-from .common import HALF, band, colours, fmt_length, length_axis, save, set_title
+from ..plots import band
+from .common import HALF, colours, fmt_length, length_axis, save, set_title
 
 LINE_STYLES = ("-", "--", ":", "-.")
 
