@@ -149,6 +149,35 @@ def test_float32_matches_float64(cell, activation):
         assert_close(g32[name], g64[name], 1e-4, name)
 
 
+# (B, H): full 4x16 tiles only; then edges of the float32 LSTM's GEMM: rows (B not a multiple
+# of 4), columns (4H or H not a multiple of 16), both, and fewer columns than one panel
+LSTM_F32_SHAPES = [(4, 16), (6, 16), (4, 50), (9, 40), (3, 5)]
+
+
+@pytest.mark.parametrize("B,H", LSTM_F32_SHAPES)
+def test_float32_lstm_matches_float64_at_tile_edges(B, H):
+    params, x, h0, c0, grad_h = random_case("lstm", 12, B, 3, H, seed=B + H)
+    h64, g64 = ref.forward_backward("lstm", params, x, h0, grad_h, c0=c0)
+    as32 = lambda a: a.astype(np.float32)  # noqa: E731
+    h32, g32 = ref.forward_backward("lstm", {k: as32(v) for k, v in params.items()}, as32(x),
+                                    as32(h0), as32(grad_h), c0=as32(c0))
+    assert_close(h32, h64, 1e-4, "h")
+    for name in g64:
+        assert_close(g32[name], g64[name], 1e-4, name)
+
+
+@pytest.mark.parametrize("M,K,N", [(8, 7, 32), (5, 9, 40), (3, 4, 7), (13, 20, 16)])
+def test_float32_gemm_tile_covers_every_edge(M, K, N):
+    """c += a·w through the register tile, also where M % 4 or N % 16 leave an edge."""
+    from rnnbench.reference.lstm import _gemm_acc, _pack_panels
+    rng = np.random.default_rng(M * K * N)
+    a, w = (rng.standard_normal(s).astype(np.float32) for s in ((M, K), (K, N)))
+    c = rng.standard_normal((M, N)).astype(np.float32)
+    expected = c.astype(np.float64) + a.astype(np.float64) @ w.astype(np.float64)
+    _gemm_acc(c, a, _pack_panels(w))
+    assert_close(c, expected, 1e-5, "c")
+
+
 def test_forward_states_and_backward_api():
     params, x, h0, c0, grad_h = random_case("lstm", 5, 2, 3, 4)
     states = ref.forward_states("lstm", params, x, h0, c0)
