@@ -19,6 +19,7 @@ import math
 import re
 from pathlib import Path
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -58,9 +59,11 @@ def save(fig: Figure, path_stem) -> list[Path]:
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=150)
         paths.append(records.write_bytes(buf.getvalue(), stem.with_name(f"{stem.name}.{fmt}")))
-        # The first save placed the axes; the layout is in figure units, the same for every
-        # format, and computing it again would double the cost of saving.
-        fig.set_layout_engine("none")
+        # The first save placed the axes (in figure units, the same for every format). With no
+        # engine left the next save neither lays out nor draws once more to do so; "none" would
+        # leave a placeholder engine, which still costs that extra draw.
+        with mpl.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+            fig.set_layout_engine(None)
     return paths
 
 
