@@ -1,5 +1,6 @@
 """Aggregation of synthetic run folders: success counts, Wilson intervals, longest T, damaged
-files, the written tables, and the figures (non-empty PNG/PDF, also from empty inputs)."""
+files, the written tables, and the figures (non-empty PNG/PDF, also from empty inputs; no text
+outside the figure or over another panel)."""
 import math
 
 import numpy as np
@@ -22,10 +23,10 @@ OUTCOMES = {
 BASELINE = 1 / 6
 
 
-def fake_run(method, cell, T, seed, outcome, steps=200):
+def fake_run(method, cell, T, seed, outcome, steps=200, task="adding", clip="norm"):
     """Summary, curve and gradflow tables with the DESIGN.md columns and made-up numbers."""
-    cfg = RunConfig(task="adding", T=T, cell=cell, method=method, seed=seed, hidden=8,
-                    steps=steps, eval_interval=50, clip="norm")
+    cfg = RunConfig(task=task, T=T, cell=cell, method=method, seed=seed, hidden=8,
+                    steps=steps, eval_interval=50, clip=clip)
     run_id = cfg.run_id()
     solved, diverged = outcome == "s", outcome == "d"
     final = 1e-3 if solved else (math.inf if diverged else 0.16 + 0.001 * seed)
@@ -249,3 +250,61 @@ def test_log_axes_label_like_matplotlib_without_mathtext():
     assert labels[(0.005, 0.5)] == ["10⁻³", "10⁻²", "10⁻¹", "10⁰"]
     assert "2×10⁻²" in labels[(0.02, 0.08)]  # minor labels where the axis spans little
     assert not any("$" in text for texts in labels.values() for text in texts)
+
+
+# --- layout: no text outside the figure or over a neighbouring panel ------------------------
+def _drawn_texts(ax):
+    """The texts of a panel that a draw shows: title, axis labels, legend, the tick labels
+    within the axis limits."""
+    texts = [ax.title, ax.xaxis.label, ax.yaxis.label]
+    if ax.get_legend() is not None:
+        texts += [ax.get_legend().get_title(), *ax.get_legend().get_texts()]
+    for axis in (ax.xaxis, ax.yaxis):
+        lo, hi = sorted(axis.get_view_interval())
+        texts += [tick.label1 for tick in axis.get_major_ticks() + axis.get_minor_ticks()
+                  if lo <= tick.get_loc() <= hi]
+    return [t for t in texts if t.get_visible() and t.get_text()]
+
+
+def _assert_laid_out(fig):
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox.padded(1)  # a pixel of rounding
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    for ax in panels:
+        for text in _drawn_texts(ax):
+            box = text.get_window_extent(renderer)
+            assert page.containsx(box.x0) and page.containsx(box.x1), text.get_text()
+            assert page.containsy(box.y0) and page.containsy(box.y1), text.get_text()
+        decorations = ax.get_tightbbox(renderer)
+        for other in panels:
+            if other is not ax:
+                assert not decorations.overlaps(other.bbox), (ax.get_title(), other.get_title())
+
+
+def test_study_figures_with_long_names_keep_their_text_inside_the_figure(monkeypatch, tmp_path):
+    # two tasks x two T (four panels, eight for gradflow), two long method names each also with
+    # clipping off (two legend entries per method); gradient-flow axes spanning 45 decades,
+    # gradient-norm axes less than one (labels between decades)
+    rows = [fake_run(method, "rnn", T, seed, outcome, task=task, clip=clip)
+            for method in ("smart-tanh+Omega-orthogonal", "LSTM-chrono-forget-bias")
+            for task in ("adding", "temporal_order") for T in (10, 1000)
+            for clip in ("norm", "none") for seed, outcome in enumerate("sf")]
+    runs = pd.DataFrame([r[1] for r in rows])
+    curves = pd.concat([r[2] for r in rows], ignore_index=True)
+    flow = pd.concat([r[3] for r in rows], ignore_index=True)
+    figures, save = [], plots.save
+    monkeypatch.setattr(plots, "save", lambda fig, stem: figures.append(fig) or save(fig, stem))
+    plots.success_vs_T(runs, tmp_path / "s")
+    plots.learning_curves(curves, runs, tmp_path / "l")
+    plots.grad_norms(curves, runs, tmp_path / "n")
+    plots.gradflow_vs_lag(flow, runs, tmp_path / "g")
+
+    assert [len([a for a in f.axes if a.get_visible()]) for f in figures] == [2, 4, 4, 8]
+    legend = [t.get_text() for t in figures[1].axes[0].get_legend().get_texts()]
+    assert "smart-tanh+Omega-orthogonal, clip=none" in legend
+    minor = [t.get_text() for t in figures[2].axes[0].get_yticklabels(minor=True)]
+    assert any("×" in text for text in minor)
+    for fig in figures:
+        assert fig.get_layout_engine() is None  # the fixed grid, not constrained layout
+        _assert_laid_out(fig)

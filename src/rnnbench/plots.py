@@ -19,6 +19,7 @@ import math
 import re
 from pathlib import Path
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -39,12 +40,33 @@ COMPARISON_COLUMNS = COLUMNS + EXTRA_COLUMNS  # the rest of a comparison table a
 
 
 # --- shared helpers --------------------------------------------------------------------------
-def new_figure(n_panels: int = 1, ncols: int = 3, size=(4.2, 3.2)):
+# Room around each panel of a "grid" figure, in inches: y tick labels as wide as "5×10⁻³" (a log
+# axis spanning less than a decade) and a y label on the left, x tick labels and an x label
+# below, a one-line title above; a legend as wide as its panel may reach into the right margin.
+PANEL_MARGINS = {"left": 0.85, "right": 0.12, "bottom": 0.48, "top": 0.27}
+
+
+def new_figure(n_panels: int = 1, ncols: int = 3, size=(4.2, 3.2), layout="constrained"):
+    """A figure of `n_panels` panels of `size` inches, `ncols` a row. layout "grid": each panel
+    in a cell of `size` with PANEL_MARGINS around it, for figures with no text beyond their
+    panels' own; else a matplotlib layout engine. Constrained layout measures every tick label
+    twice and makes each save draw the figure once more: most of the cost of a study figure."""
     ncols = max(1, min(ncols, n_panels))
     nrows = max(1, math.ceil(n_panels / ncols))
-    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+    width, height = size[0] * ncols, size[1] * nrows
+    grid = layout == "grid"
+    fig = Figure(figsize=(width, height), layout="none" if grid else layout)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    if grid:
+        m = PANEL_MARGINS
+        fig.subplots_adjust(left=m["left"] / width, right=1 - m["right"] / width,
+                            bottom=m["bottom"] / height, top=1 - m["top"] / height,
+                            wspace=(m["left"] + m["right"]) / (size[0] - m["left"] - m["right"]),
+                            hspace=(m["bottom"] + m["top"]) / (size[1] - m["bottom"] - m["top"]))
+    # Titles at a fixed height (no panel has ticks or an offset text above it): matplotlib would
+    # otherwise measure every panel's y axis at each draw to place them.
+    with mpl.rc_context({"axes.titley": 1.0} if grid else {}):
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
     return fig, list(axes[:max(n_panels, 1)])
@@ -58,9 +80,11 @@ def save(fig: Figure, path_stem) -> list[Path]:
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=150)
         paths.append(records.write_bytes(buf.getvalue(), stem.with_name(f"{stem.name}.{fmt}")))
-        # The first save placed the axes; the layout is in figure units, the same for every
-        # format, and computing it again would double the cost of saving.
-        fig.set_layout_engine("none")
+        # The first save placed the axes (in figure units, the same for every format). With no
+        # engine left the next save neither lays out nor draws once more to do so; "none" would
+        # leave a placeholder engine, which still costs that extra draw.
+        with mpl.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+            fig.set_layout_engine(None)
     return paths
 
 
@@ -98,7 +122,7 @@ def band(ax, x, y, lo, hi, colour, label, linestyle="-", marker="o"):
 
 
 def _empty(path_stem, title: str, note: str) -> list[Path]:
-    fig, (ax,) = new_figure(1)
+    fig, (ax,) = new_figure(1, layout="grid")
     ax.set_title(title)
     ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, color="0.4")
     ax.set_xticks([])
@@ -178,7 +202,7 @@ def success_vs_T(runs: pd.DataFrame, path_stem) -> list[Path]:
     keys = [c for c in key_columns(runs) if c not in ("task", "T")]
     table = table.merge(labelled[keys + ["line"]].drop_duplicates(keys), on=keys, how="left")
     tasks = list(pd.unique(table["task"]))
-    fig, axes = new_figure(len(tasks))
+    fig, axes = new_figure(len(tasks), layout="grid")
     palette = _palette(runs)
     lines = list(palette)
     for ax, task in zip(axes, tasks):
@@ -231,7 +255,7 @@ def grad_norms(curves: pd.DataFrame, runs: pd.DataFrame, path_stem) -> list[Path
 
 def _per_panel(data, runs, y, ylabel, path_stem, decorate):
     panels = _panels(runs[runs["run_id"].isin(data["run_id"])])
-    fig, axes = new_figure(len(panels))
+    fig, axes = new_figure(len(panels), layout="grid")
     palette = _palette(runs)
     for ax, key in zip(axes, panels):
         sub = data[(data["task"] == key[0]) & (data["T"] == key[1])]
@@ -280,7 +304,7 @@ def gradflow_vs_lag(gradflow: pd.DataFrame, runs: pd.DataFrame, path_stem) -> li
     data["relative"] = data["grad_norm"] / data["ref"]
     phases = [p for p in ("start", "end") if p in set(data["phase"])]
     panels = _panels(runs[runs["run_id"].isin(data["run_id"])])
-    fig, axes = new_figure(len(panels) * len(phases), ncols=len(phases))
+    fig, axes = new_figure(len(panels) * len(phases), ncols=len(phases), layout="grid")
     palette = _palette(runs)
     for i, key in enumerate(panels):
         for j, phase in enumerate(phases):
