@@ -276,10 +276,16 @@ def _assert_laid_out(fig):
             box = text.get_window_extent(renderer)
             assert page.containsx(box.x0) and page.containsx(box.x1), text.get_text()
             assert page.containsy(box.y0) and page.containsy(box.y1), text.get_text()
+    boxes = {ax: [t.get_window_extent(renderer) for t in _drawn_texts(ax)] for ax in panels}
+    for ax in panels:
         decorations = ax.get_tightbbox(renderer)
         for other in panels:
-            if other is not ax:
-                assert not decorations.overlaps(other.bbox), (ax.get_title(), other.get_title())
+            if other is ax:
+                continue
+            assert not decorations.overlaps(other.bbox), (ax.get_title(), other.get_title())
+            # nor into the neighbour's own text: its tick labels, axis labels, title, legend
+            assert not any(mine.overlaps(theirs) for mine in boxes[ax]
+                           for theirs in boxes[other]), (ax.get_title(), other.get_title())
 
 
 def test_study_figures_with_long_names_keep_their_text_inside_the_figure(monkeypatch, tmp_path):
@@ -293,8 +299,14 @@ def test_study_figures_with_long_names_keep_their_text_inside_the_figure(monkeyp
     runs = pd.DataFrame([r[1] for r in rows])
     curves = pd.concat([r[2] for r in rows], ignore_index=True)
     flow = pd.concat([r[3] for r in rows], ignore_index=True)
-    figures, save = [], plots.save
-    monkeypatch.setattr(plots, "save", lambda fig, stem: figures.append(fig) or save(fig, stem))
+    figures, engines, save = [], [], plots.save
+
+    def recording_save(fig, stem):
+        figures.append(fig)
+        engines.append(fig.get_layout_engine())  # before `save` drops it
+        return save(fig, stem)
+
+    monkeypatch.setattr(plots, "save", recording_save)
     plots.success_vs_T(runs, tmp_path / "s")
     plots.learning_curves(curves, runs, tmp_path / "l")
     plots.grad_norms(curves, runs, tmp_path / "n")
@@ -305,6 +317,6 @@ def test_study_figures_with_long_names_keep_their_text_inside_the_figure(monkeyp
     assert "smart-tanh+Omega-orthogonal, clip=none" in legend
     minor = [t.get_text() for t in figures[2].axes[0].get_yticklabels(minor=True)]
     assert any("×" in text for text in minor)
+    assert engines == [None] * 4  # the fixed grid, not constrained layout
     for fig in figures:
-        assert fig.get_layout_engine() is None  # the fixed grid, not constrained layout
         _assert_laid_out(fig)

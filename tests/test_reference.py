@@ -166,16 +166,21 @@ def test_float32_lstm_matches_float64_at_tile_edges(B, H):
         assert_close(g32[name], g64[name], 1e-4, name)
 
 
-@pytest.mark.parametrize("M,K,N", [(8, 7, 32), (5, 9, 40), (3, 4, 7), (13, 20, 16)])
+@pytest.mark.parametrize("M,K,N", [(8, 7, 32), (5, 9, 40), (3, 4, 7), (13, 20, 16), (4, 1, 17)])
 def test_float32_gemm_tile_covers_every_edge(M, K, N):
-    """c += a·w through the register tile, also where M % 4 or N % 16 leave an edge."""
+    """c += a·w through the register tile, also where M % 4 or N % 16 leave an edge; nothing
+    is written outside c (c is a view into a buffer with guard values on both sides)."""
     from rnnbench.reference.lstm import _gemm_acc, _pack_panels
     rng = np.random.default_rng(M * K * N)
     a, w = (rng.standard_normal(s).astype(np.float32) for s in ((M, K), (K, N)))
-    c = rng.standard_normal((M, N)).astype(np.float32)
+    guard = 64
+    buffer = np.full(M * N + 2 * guard, 7.0, dtype=np.float32)
+    c = buffer[guard:guard + M * N].reshape(M, N)
+    c[...] = rng.standard_normal((M, N))
     expected = c.astype(np.float64) + a.astype(np.float64) @ w.astype(np.float64)
     _gemm_acc(c, a, _pack_panels(w))
     assert_close(c, expected, 1e-5, "c")
+    assert (buffer[:guard] == 7.0).all() and (buffer[guard + M * N:] == 7.0).all()
 
 
 def test_forward_states_and_backward_api():

@@ -50,7 +50,7 @@ def new_figure(n_panels: int = 1, ncols: int = 3, size=(4.2, 3.2), layout="const
     """A figure of `n_panels` panels of `size` inches, `ncols` a row. layout "grid": each panel
     in a cell of `size` with PANEL_MARGINS around it, for figures with no text beyond their
     panels' own; else a matplotlib layout engine. Constrained layout measures every tick label
-    twice and makes each save draw the figure once more: most of the cost of a study figure."""
+    twice and makes the first save draw the figure once more: most of the cost of a study figure."""
     ncols = max(1, min(ncols, n_panels))
     nrows = max(1, math.ceil(n_panels / ncols))
     width, height = size[0] * ncols, size[1] * nrows

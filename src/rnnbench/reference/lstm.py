@@ -21,8 +21,8 @@ float32 has its own pair of kernels (`forward_kernel_f32`, `backward_kernel_f32`
 the np.dot ones above, unchanged): torch's float32 LSTM on the CPU is oneDNN's fused kernel, a
 much stronger baseline than autograd. There the per-step products go through `_gemm_acc`, a
 register-blocked 4×16 GEMM tile written as LLVM IR (`_tile_f32`, <8 x float> FMAs) against
-W_hh packed once per call into 16-column panels: 80-90 GFLOP/s on one AVX2 core where
-OpenBLAS sgemm via np.dot reached 44-50 on these small shapes (it repacks W_hh on every call).
+W_hh packed once per call into 16-column panels, where OpenBLAS sgemm via np.dot repacks W_hh
+on every call of these small products (docs/performance.md has the measurements).
 They also use a rational float32 tanh (`_tanh_f32`, no exp), fastmath "contract" (FMA only)
 and one GEMM for [dW_ih | dW_hh | db].
 """
@@ -150,9 +150,9 @@ def _tanh_f32(a):
 
 
 # --- float32 per-step GEMM -------------------------------------------------------------------
-# OpenBLAS sgemm reaches only 44-50 GFLOP/s on the per-step products (32×H)·(H×4H) and
-# (32×4H)·(4H×H) (it packs both operands on every call); this register-blocked kernel with the
-# weight packed once per call reaches 80-90 (one core, AVX2+FMA), i.e. near peak.
+# OpenBLAS sgemm packs both operands on every call of the small per-step products (B×H)·(H×4H)
+# and (B×4H)·(4H×H); this register-blocked kernel packs the weight once per call and keeps a
+# 4×16 block of c in registers.
 _MR, _NR = 4, 16          # tile: 4 rows × 16 columns = 8 ymm accumulators (FMA latency × units)
 
 
@@ -231,7 +231,7 @@ def _gemm_acc(c, a, panels):
     Full 4×16 tiles in registers, panel by panel (one panel stays in L1 across the rows). The
     edges (M not a multiple of 4, N not of 16) also go through the tile, on a zero-padded copy
     of a's last rows and the padded last panel, into a 4×16 buffer whose valid part is added
-    to c: plain loops there cost as much as all the full tiles (H = 50: 3x the time of H = 48)."""
+    to c: plain loops there were as slow as all the full tiles together."""
     M, K = a.shape
     N = c.shape[1]
     P = panels.shape[0]
