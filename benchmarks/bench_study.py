@@ -131,6 +131,8 @@ def run_plain(runs, per_run: bool = False):
         set(runs.loc[runs["cell"] == "rnn", "activation"]) - {"tanh", "relu"})
     if unsupported or (runs["layers"] != 1).any() or runs["bidirectional"].any():
         sys.exit(f"the plain script trains single-layer nn.RNN/LSTM/GRU only, not {unsupported}")
+    if (runs["regularizer"] > 0).any():  # it would time the runs without their extra work
+        sys.exit("the plain script does not train the Omega regulariser (regularizer > 0)")
     records = runs[columns].rename(columns={"steps_done": "steps"}).to_dict("records")
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump([{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
