@@ -247,27 +247,28 @@ def _gemm_acc(c, a, panels):
         return
     tile = np.empty(_MR * _NR, dtype=c.dtype)
     if P_full < P:                                   # last columns, full rows
-        width = N - P_full * _NR
         for r in range(0, M_full, _MR):
-            tile[:] = 0
-            _tile_f32(tile, 0, _NR, a_flat, r * K, K, w_flat, P_full * K * _NR, K)
-            for i in range(_MR):
-                c_r = c[r + i]
-                for j in range(width):
-                    c_r[P_full * _NR + j] += tile[i * _NR + j]
+            _edge_tile(c, r, _MR, P_full, tile, a_flat, r * K, K, w_flat)
     if M_full < M:                                   # last rows, every panel
         a_pad = np.zeros(_MR * K, dtype=a.dtype)
         for i in range(M - M_full):
             for k in range(K):
                 a_pad[i * K + k] = a[M_full + i, k]
         for p in range(P):
-            width = min(_NR, N - p * _NR)
-            tile[:] = 0
-            _tile_f32(tile, 0, _NR, a_pad, 0, K, w_flat, p * K * _NR, K)
-            for i in range(M - M_full):
-                c_r = c[M_full + i]
-                for j in range(width):
-                    c_r[p * _NR + j] += tile[i * _NR + j]
+            _edge_tile(c, M_full, M - M_full, p, tile, a_pad, 0, K, w_flat)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _edge_tile(c, row, rows, p, tile, a_flat, a_off, K, w_flat):
+    """c[row:row + rows, panel p's columns] += the 4×16 tile of a's rows at a_off and panel p,
+    computed into `tile` and added only where it lies inside c."""
+    tile[:] = 0
+    _tile_f32(tile, 0, _NR, a_flat, a_off, K, w_flat, p * K * _NR, K)
+    width = min(_NR, c.shape[1] - p * _NR)
+    for i in range(rows):
+        c_r = c[row + i]
+        for j in range(width):
+            c_r[p * _NR + j] += tile[i * _NR + j]
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
