@@ -1,13 +1,16 @@
-"""The backends: both fulfil the `Backend` contract, and the Numba backend measures the spectral
-radius from its own weights as the torch backend does from its model."""
+"""The backends: both fulfil the `Backend` contract, the Numba backend measures the spectral
+radius from its own weights as the torch backend does from its model, and its float32 steps
+flush subnormals without changing a result."""
+import contextlib
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from rnnbench import tasks
+from rnnbench import reference, tasks
 from rnnbench.backends import Backend, TorchBackend, make_backend
+from rnnbench.backends import numba_backend
 from rnnbench.backends.numba_backend import NumbaBackend
 from rnnbench.config import RunConfig
 
@@ -70,3 +73,61 @@ def test_numba_spectral_radius_of_a_non_finite_weight_is_nan():
         torch_backend.model.rnn.weight_hh_l0[0, 0] = math.inf
     assert math.isnan(numba_backend.spectral_radius())
     assert math.isnan(torch_backend.spectral_radius())
+
+
+# --- float32 steps flush subnormals ----------------------------------------------------------
+def _flush_supported() -> bool:
+    supported = torch.set_flush_denormal(True)
+    torch.set_flush_denormal(False)
+    return supported
+
+
+@pytest.mark.skipif(not _flush_supported(), reason="this CPU cannot flush subnormals")
+@pytest.mark.parametrize("dtype,inside", [("float32", True), ("float64", False)])
+def test_numba_steps_flush_subnormals_in_float32_only_and_restore_the_thread(dtype, inside):
+    _, backend, task = pair("rnn", "tanh", dtype=dtype)
+    seen = []
+    gradients = backend.gradients
+    backend.gradients = lambda batch: (seen.append(numba_backend.flushing_subnormals()),
+                                       gradients(batch))[1]
+    states = backend._states
+    backend._states = lambda x: (seen.append(numba_backend.flushing_subnormals()), states(x))[1]
+    assert not numba_backend.flushing_subnormals()
+    backend.step(task.sample(16, 0))
+    backend.predict(task.sample(16, 1).x)
+    assert seen and all(s == inside for s in seen), seen
+    assert not numba_backend.flushing_subnormals()  # as before the step
+    with numba_backend.subnormals_flushed():        # a caller's own setting is left alone
+        backend.step(task.sample(16, 2))
+        assert numba_backend.flushing_subnormals()
+    assert not numba_backend.flushing_subnormals()
+
+
+def test_flushing_subnormals_changes_no_float32_step(monkeypatch):
+    """A tanh RNN whose BPTT error underflows within the sequence: the same steps with and
+    without flushing give bit-identical losses, gradient norms and weights."""
+    cfg = RunConfig(task="adding", T=60, cell="rnn", hidden=16, dtype="float32", seed=1,
+                    batch_size=16, optimizer="adam", lr=0.01, clip="norm", clip_threshold=1.0,
+                    backend="numba")
+    task = tasks.make(cfg.task, cfg.T)
+    batches = [task.sample(16, seed) for seed in range(4)]
+
+    def backend():
+        b = NumbaBackend(cfg, task)
+        b.params["weight_hh"] *= 0.2  # δ shrinks about 5x per step back: subnormal by lag ~55
+        return b
+
+    probe = backend()
+    states = probe._states(batches[0].x)
+    grad_h = np.zeros_like(states.h)
+    grad_h[-1] = 1e-3
+    dh = reference.backward(states, grad_h, return_dh=True)["dh"]
+    tiny = np.finfo(np.float32).tiny
+    assert np.any((dh != 0) & (np.abs(dh) < tiny)), "no subnormals: the test would prove nothing"
+
+    flushed, plain = backend(), backend()
+    steps_flushed = [flushed.step(b) for b in batches]
+    monkeypatch.setattr(numba_backend, "subnormals_flushed", contextlib.nullcontext)
+    steps_plain = [plain.step(b) for b in batches]
+    assert steps_flushed == steps_plain
+    assert np.array_equal(flushed.flat, plain.flat)
