@@ -26,6 +26,14 @@ include: "workflow/rules/plots.smk"
 include: "workflow/rules/paper.smk"
 
 
+onsuccess:
+    cancel_pending_timers()
+
+
+onerror:
+    cancel_pending_timers()
+
+
 rule all:
     input:
         final_outputs(),

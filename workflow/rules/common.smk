@@ -5,6 +5,7 @@ import os
 import re
 import shlex
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -157,3 +158,12 @@ def logged(path):
             raise
 
 
+
+
+def cancel_pending_timers():
+    """Snakemake's job rate limiter arms a one-second threading.Timer at every scheduling pass,
+    and the interpreter waits for the last one before it exits: a study would end a second
+    after its last job. The timers only wake the scheduler, which has nothing left to do."""
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.cancel()
