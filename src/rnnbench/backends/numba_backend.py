@@ -69,7 +69,10 @@ class NumbaBackend:
             return (h @ w.T + b).transpose(1, 0, 2)
         return h[-1] @ w.T + b
 
-    def predict(self, x, chunk: int = 1024):
+    def predict(self, x, chunk: int = 64):
+        """Outputs for the sequences `x`, `chunk` at a time: a chunk's saved states (T x chunk
+        x gates x H) then stay in the core's cache, where a thousand sequences at once would
+        not. A sequence's output does not depend on the chunk, up to rounding."""
         with subnormals_flushed(self.dtype == np.float32):
             outs = [self._readout(self._states(x[i:i + chunk]).h)
                     for i in range(0, len(x), chunk)]
