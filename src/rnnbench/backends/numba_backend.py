@@ -149,11 +149,14 @@ def subnormals_flushed(enabled: bool = True):
     to zero (x86 DAZ and FTZ, the FZ bit on ARM; a no-op where torch cannot set them).
 
     Why: where gradients vanish, the BPTT error δ_t falls below float32's smallest normal number
-    (1.2e-38) within a few dozen steps, and on x86 every operation on a subnormal takes the
-    slow path: a tanh-RNN's backward pass at T = 100 ran ten times slower once a fifth of its δ
-    were subnormal. Flushing loses nothing a float32 run can see: a subnormal changes a sum only
-    when every term of it is below about 2e-31 (2^-102), and the learning curves of runs that
-    reach subnormals are identical with and without it (tests/test_train.py)."""
+    (1.2e-38) after some dozens of steps back, and on x86 each operation on a subnormal takes a
+    slow microcode path: a backward pass with many subnormal δ runs several times slower.
+    Flushing loses nothing a float32 run can see. A subnormal changes a sum only when every term
+    is below about 2e-31 (2^-102), and no step here divides by a value that can be subnormal:
+    the gates' denominators are >= 1, clipping divides by a norm above its threshold, and the
+    optimisers add an epsilon. So a run that reaches subnormals takes the same steps with and
+    without flushing (tests/test_backends.py). The torch backend does not flush: a plug-in cell
+    may divide by anything."""
     if not enabled or flushing_subnormals():
         yield
         return
