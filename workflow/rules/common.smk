@@ -158,8 +158,6 @@ def logged(path):
             raise
 
 
-
-
 def cancel_pending_timers():
     """Snakemake's job rate limiter arms a one-second threading.Timer at every scheduling pass,
     and the interpreter waits for the last one before it exits: a study would end a second
