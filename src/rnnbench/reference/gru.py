@@ -130,23 +130,31 @@ def forward_kernel(x, h0, w_ih, w_hh, b_ih, b_hh):
     h = np.empty((T, B, H), dtype=x.dtype)
     hn = np.empty((T, B, H), dtype=x.dtype)
     recurrent = np.empty((B, 3 * H), dtype=x.dtype)
+    # A row's gates go through buffers of their own and are copied into `gates` and `hn` after:
+    # a loop that reads and writes parts of one array does not vectorise (LLVM cannot rule out
+    # that they overlap), which left the gate math unvectorised and made it most of the time.
+    rz = np.empty(2 * H, dtype=x.dtype)
+    n = np.empty(H, dtype=x.dtype)
+    h_n = np.empty(H, dtype=x.dtype)
     for t in range(T):
         np.dot(h0 if t == 0 else h[t - 1], w_hh_t, recurrent)
         for b in range(B):
             a = gates[t, b]
             rec = recurrent[b]
-            h_n = hn[t, b]
             for k in range(2 * H):
-                a[k] = _sigmoid(a[k] + rec[k] + bias_rz[k], one)           # r, z
+                rz[k] = _sigmoid(a[k] + rec[k] + bias_rz[k], one)          # r, z
             for j in range(H):
                 h_n[j] = rec[2 * H + j] + b_hn[j]
             for j in range(H):
-                a[2 * H + j] = _tanh(a[2 * H + j] + b_in[j] + a[j] * h_n[j], one)   # n
+                n[j] = _tanh(a[2 * H + j] + b_in[j] + rz[j] * h_n[j], one)
             h_prev = h0[b] if t == 0 else h[t - 1, b]
             h_t = h[t, b]
             for j in range(H):
-                z = a[H + j]
-                h_t[j] = (one - z) * a[2 * H + j] + z * h_prev[j]
+                z = rz[H + j]
+                h_t[j] = (one - z) * n[j] + z * h_prev[j]
+            a[:2 * H] = rz
+            a[2 * H:] = n
+            hn[t, b] = h_n
     return h, gates, hn
 
 
