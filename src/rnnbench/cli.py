@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from .config import EXPONENT_NUMBER
+from .process import imports_settled
 
 
 def _parse_overrides(items: list[str]) -> dict:
@@ -68,8 +69,10 @@ def _cmd_run_chunk(args) -> int:
     if _chunk_finished(args.spec):  # before the plug-ins: a job with nothing left starts no torch
         print(f"{args.spec}: every run is finished (trained by other chunk jobs)")
         return 0
-    _load_plugins(args)
-    from .chunk_job import run_chunk
+    with imports_settled():  # the plug-ins, pandas, and torch for the runs' backends
+        _load_plugins(args)
+        from . import backends  # noqa: F401
+        from .chunk_job import run_chunk
 
     spec = read_chunk_spec(args.spec)  # every config checked before the first run trains
     set_threads(args.threads)
@@ -163,6 +166,8 @@ def _load_plugins(args) -> None:
 
 def _cmd_figure(args) -> int:
     from .figures import render
+    with imports_settled():  # matplotlib and pandas, which render draws with
+        from . import plots  # noqa: F401
     try:
         setting = json.loads(args.setting)
     except json.JSONDecodeError as exc:

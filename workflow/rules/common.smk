@@ -15,6 +15,7 @@ from snakemake.utils import validate
 from rnnbench.chunks import estimate_seconds, steal_order, time_limit_minutes
 from rnnbench.figures import FIGURES, figures_for
 from rnnbench import plugins
+from rnnbench.process import imports_settled
 from rnnbench.records import finished
 from rnnbench.study import check_numbers_read_as_text, load_study
 
@@ -26,8 +27,10 @@ validate(config, "../schemas/config.schema.yaml")
 # The study file given last (--configfile replaces config/config.yaml): `plugins:` paths are
 # relative to it, as for `rnnbench validate FILE`.
 STUDY_FILE = Path(workflow.configfiles[-1]) if workflow.configfiles else Path("config/config.yaml")
-# load_study loads the plug-ins first (methods/, `plugins:`, the environment, entry points)
-STUDY = load_study(config, base_dir=STUDY_FILE.resolve().parent)
+# load_study loads the plug-ins first (methods/, `plugins:`, the environment, entry points);
+# they and the registries import torch, whose objects are then kept out of the collector's way
+with imports_settled():  # (rnnbench.process)
+    STUDY = load_study(config, base_dir=STUDY_FILE.resolve().parent)
 if STUDY.plugins:  # every job's process loads them too: jobs inherit this environment
     os.environ[plugins.ENV_VAR] = plugins.env_value(STUDY.plugins)
 RUNS = {STUDY.folder(cfg): cfg for cfg in STUDY.runs()}  # folder under runs/ -> RunConfig

@@ -38,14 +38,16 @@ def main(argv=None) -> int:
             raise ValueError(f"{len(args.out_dirs)} --out-dirs for {len(values)} runs")
         from ..config import RunConfig
         from ..plugins import load_plugins
+        from ..process import imports_settled
         from .grouping import check_group
-        load_plugins()  # the runs may name plug-in cells: check_group then says why not
+        with imports_settled():  # torch, the engine and the plug-ins (rnnbench.process)
+            load_plugins()  # the runs may name plug-in cells: check_group then says why not
+            import torch
+            from .engine import run_group
         cfgs = [RunConfig.from_dict(v, where=f"run {i}") for i, v in enumerate(values)]
         check_group(cfgs)  # fails here, before any compute
-        import torch
         if args.threads:
             torch.set_num_threads(args.threads)
-        from .engine import run_group
         results = run_group(cfgs, out_dirs=args.out_dirs, device=args.device, fused=args.fused,
                             cuda_graph=args.cuda_graph)
     except ValueError as exc:
@@ -62,4 +64,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..process import end_process
+    end_process(main())  # without the interpreter's teardown (rnnbench.process)
