@@ -2,12 +2,13 @@
 files, the written tables, and the figures (non-empty PNG/PDF, also from empty inputs; no text
 outside the figure or over another panel)."""
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from rnnbench import aggregate, plots, records
+from rnnbench import aggregate, cli, figures, plots, records
 from rnnbench.aggregate import (aggregate_study, collect, longest_T_solved, success_table,
                                 wilson_interval)
 from rnnbench.config import RunConfig
@@ -212,6 +213,55 @@ def test_plots_of_empty_inputs_draw_a_note(study_dir, tmp_path):
     _check_files(plots.success_vs_T(empty, tmp_path / "s"))
     _check_files(plots.learning_curves(curves.iloc[:0], runs, tmp_path / "l"))
     _check_files(plots.grad_norms(empty, empty, tmp_path / "n"))
+
+
+STUDY_FIGURES = {"success_vs_T": None, "learning_curves": None, "grad_norms": None,
+                 "gradflow_vs_lag": None}
+
+
+def test_figures_drawn_in_forked_workers_are_those_drawn_in_one_process(study_dir, tmp_path):
+    """`render_all` with two workers writes the same PNGs, byte for byte, as drawing one figure
+    after another, and lists the paths in the order it was given."""
+    aggregate_study(study_dir)
+    serial = figures.render_all(study_dir, STUDY_FIGURES, jobs=1)
+    drawn = {p.name: p.read_bytes() for p in serial}
+    shutil.rmtree(study_dir / "figures")
+    forked = figures.render_all(study_dir, STUDY_FIGURES, jobs=2)
+    assert forked == serial == [study_dir / "figures" / f"{name}.{ext}"
+                                for name in STUDY_FIGURES for ext in ("png", "pdf")]
+    for path in forked:
+        assert path.stat().st_size > 1000, path
+        if path.suffix == ".png":
+            assert path.read_bytes() == drawn[path.name], path.name
+
+
+def test_figures_of_unknown_name_stop_before_drawing(study_dir):
+    aggregate_study(study_dir)
+    with pytest.raises(ValueError, match=r"unknown figure\(s\) \['no_such_figure'\]"):
+        figures.render_all(study_dir, {"success_vs_T": None, "no_such_figure": None}, jobs=2)
+    assert not (study_dir / "figures").exists()
+
+
+def test_a_worker_error_names_its_figure(study_dir):
+    aggregate_study(study_dir)
+    (study_dir / "gradflow.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match="gradflow.parquet") as info:
+        figures.render_all(study_dir, STUDY_FIGURES, jobs=2)
+    assert any("figure 'gradflow_vs_lag'" in note for note in info.value.__notes__)
+
+
+def test_figures_command_checks_its_arguments(study_dir, capsys):
+    aggregate_study(study_dir)
+    for args, message in ((["--jobs", "0"], "--jobs: expected at least 1, got 0"),
+                          (["--settings", "[1]"], "--settings: expected a JSON object"),
+                          (["--settings", "{x"], "--settings is not JSON"),
+                          (["nope"], "unknown figure(s) ['nope']")):
+        assert cli.main(["figures", str(study_dir), *args]) == 2
+        assert message in capsys.readouterr().err, args
+    assert not (study_dir / "figures").exists()
+    assert cli.main(["figures", str(study_dir), "success_vs_T", "--jobs", "2"]) == 0
+    assert capsys.readouterr().out.split() == [str(study_dir / "figures" / f"success_vs_T.{e}")
+                                               for e in ("png", "pdf")]
 
 
 def test_curve_panels_draw_the_median_over_seeds_and_the_min_max_band(monkeypatch, tmp_path):

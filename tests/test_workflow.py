@@ -49,14 +49,14 @@ def test_dry_run_plans_every_run(tmp_path):
     assert res.returncode == 0, out
     counts = dict(line.split()[:2] for line in out.splitlines()
                   if line.split()[:1] and line.split()[0] in (
-                      "train_chunk", "aggregate", "plot", "total"))
+                      "train_chunk", "aggregate", "figures", "total"))
     from rnnbench.study import load_study
     study = load_study(ROOT / "config" / "config.yaml")
     chunks, _ = study.jobs(cores=1)
     assert sorted(r for members in chunks.values() for r in members) == sorted(study.folders().values())
     assert len(chunks) == 1 and counts["train_chunk"] == "1"  # every run in one job per core
     from rnnbench.figures import FIGURES, figures_for
-    assert counts["aggregate"] == "1" and counts["plot"] == str(len(figures_for(study)))
+    assert counts["aggregate"] == "1" and counts["figures"] == "1"  # one job draws them all
     assert len(figures_for(study)) == len(FIGURES) - 1  # every figure but the comparison
 
 
@@ -100,7 +100,10 @@ def test_tiny_study_end_to_end(tmp_path):
     report = snakemake(wd, "--report", "report.html")
     assert report.returncode == 0, report.stdout + report.stderr
     html = (wd / "report.html").read_text(errors="replace")
-    assert "Success rate" in html and "success_vs_T.png" in html  # captions and figures
+    from rnnbench.figures import FIGURES
+    for name in ("success_vs_T", "learning_curves", "grad_norms", "gradflow_vs_lag"):
+        first_words = " ".join(FIGURES[name].caption.split()[:5])
+        assert f"{name}.png" in html and first_words in html, name  # each with its caption
 
 
 @pytest.mark.slow
@@ -135,8 +138,8 @@ def test_compare_key_plans_the_comparison(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     counts = dict(line.split()[:2] for line in out.splitlines() if line.split()[:1]
-                  and line.split()[0] in ("compare", "plot", "train_chunk"))
-    assert counts == {"compare": "1", "plot": "5", "train_chunk": "2"}, out  # a job per core
+                  and line.split()[0] in ("compare", "figures", "train_chunk"))
+    assert counts == {"compare": "1", "figures": "1", "train_chunk": "2"}, out  # a job per core
     for caption in ("comparison_table", "leaderboard_table", "figure"):
         assert (ROOT / "workflow" / "report" / f"{caption}.rst").is_file()
 
@@ -148,7 +151,7 @@ def test_compare_tiny_study_end_to_end(tmp_path):
     wd = workdir(tmp_path, COMPARED)
     study = wd / "results" / "tiny"
     targets = [f"results/tiny/{f}" for f in ("tables/comparison.csv", "tables/leaderboard.csv",
-                                             "figures/comparison.png")]
+                                             "figures")]
     res = snakemake(wd, "--cores", "2", *targets)
     assert res.returncode == 0, res.stdout + res.stderr
     table = pd.read_csv(study / "tables" / "comparison.csv")
@@ -211,8 +214,8 @@ def test_broken_plugin_stops_the_workflow_before_any_job(tmp_path):
     assert "train_chunk" not in out and not (wd / "results").exists()
 
 
-def test_figure_table_drives_the_plot_rule(tmp_path):
-    """Figures are data: a new entry of rnnbench.figures.FIGURES is drawn by the one `plot` rule,
+def test_figure_table_drives_the_figures_rule(tmp_path):
+    """Figures are data: a new entry of rnnbench.figures.FIGURES is drawn by the one `figures` rule,
     with its caption in the report, and nothing else in the workflow names it."""
     from rnnbench import figures
 

@@ -5,6 +5,7 @@
     rnnbench run-chunk SPEC.json                   # several runs in one process (the pipeline)
     rnnbench validate config/config.yaml          # expand and check a study, run nothing
     rnnbench list                                  # tasks, cells, activations, inits, plug-ins
+    rnnbench figures results/default --jobs 2      # a study's figures, from its tables
     rnnbench paper [STUDY ...]                     # curated tables + figures, from the rows
     rnnbench paper --curate STUDY ...              # results/STUDY -> results/curated/STUDY
     rnnbench compare my_rnn --cores 2              # my_rnn on the standing benchmark vs its
@@ -164,15 +165,21 @@ def _load_plugins(args) -> None:
     load_plugins(getattr(args, "plugin", None) or [])
 
 
-def _cmd_figure(args) -> int:
-    from .figures import render
-    with imports_settled():  # matplotlib and pandas, which render draws with
-        from . import plots  # noqa: F401
+def _cmd_figures(args) -> int:
+    from .figures import FIGURES, render_all
     try:
-        setting = json.loads(args.setting)
+        settings = json.loads(args.settings)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"--setting is not JSON: {exc}") from None
-    for path in render(args.name, args.study_dir, setting):
+        raise ValueError(f"--settings is not JSON: {exc}") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"--settings: expected a JSON object (figure -> setting), "
+                         f"got {settings!r}")
+    if args.jobs < 1:
+        raise ValueError(f"--jobs: expected at least 1, got {args.jobs}")
+    names = args.names or list(settings) or [n for n, spec in FIGURES.items() if not spec.needs]
+    with imports_settled():  # matplotlib and pandas, which the figures draw with
+        from . import plots  # noqa: F401
+    for path in render_all(args.study_dir, {n: settings.get(n) for n in names}, args.jobs):
         print(path)
     return 0
 
@@ -275,12 +282,15 @@ def main(argv=None) -> int:
     p.add_argument("--time-limit-minutes", type=float, default=None,
                    help="the job's time limit: other chunks' runs are taken only while they fit")
     p.set_defaults(func=_cmd_run_chunk, loads_plugins=False)  # it loads them itself, if needed
-    p = sub.add_parser("figure", help="draw one figure of a study from its aggregated tables")
-    p.add_argument("name", help="an entry of rnnbench.figures.FIGURES")
+    p = sub.add_parser("figures", help="draw a study's figures from its aggregated tables")
     p.add_argument("study_dir", help="the study's results folder (runs.parquet, ...)")
-    p.add_argument("--setting", default="null",
-                   help="JSON: the value of the study key the figure needs (e.g. compare)")
-    p.set_defaults(func=_cmd_figure, loads_plugins=False)  # it builds no runs
+    p.add_argument("names", nargs="*", help="entries of rnnbench.figures.FIGURES (default: "
+                   "those --settings names, else every one that needs no study key)")
+    p.add_argument("--settings", default="{}", help="JSON object: figure -> the value of the "
+                   'study key it needs, e.g. {"comparison": {"baseline": "tanh-RNN"}}')
+    p.add_argument("--jobs", type=int, default=1,
+                   help="figures drawn at once, each in a forked process (default 1)")
+    p.set_defaults(func=_cmd_figures, loads_plugins=False)  # it builds no runs
     p = sub.add_parser("validate", help="expand and validate a study file")
     p.add_argument("study")
     p.set_defaults(func=_cmd_validate)

@@ -1,13 +1,15 @@
 """The study's figures as data: one entry per figure, with the function that draws it, the
 aggregated tables it reads (in the order of the function's arguments), its report caption and
-the study key it needs, if any. The workflow draws every figure with one rule (`plot`, wildcard
-`{figure}`), so a new figure is a function in `plots.py` and an entry here.
+the study key it needs, if any. The workflow draws a study's figures with one rule (`figures`:
+one process that imports matplotlib once and forks a worker per core, `render_all`), so a new
+figure is a function in `plots.py` and an entry here.
 
 The table names its functions rather than holding them: the Snakemake process reads this
 module to plan a study, and importing seaborn and scipy there would delay every job's start.
 """
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,3 +85,42 @@ def render(name: str, study_dir, setting=None) -> list[Path]:
     tables = [pd.read_parquet(study_dir / f"{table}.parquet") for table in spec.inputs]
     stem = study_dir / "figures" / name
     return draw(*tables, stem, setting) if spec.needs else draw(*tables, stem)
+
+
+def render_all(study_dir, settings: dict, jobs: int = 1) -> list[Path]:
+    """Draw several figures of the study in `study_dir` (`settings`: figure name -> the value
+    of the study key it needs, None if none), `jobs` at a time; returns their paths in the
+    order of `settings`. Unknown names stop before anything is drawn.
+
+    The workers are forked after matplotlib and pandas are imported, so each figure costs its
+    drawing only (a process per figure spent about as long importing as drawing). A pool forks
+    all its workers before it starts its own threads, so no worker inherits a held lock."""
+    unknown = [name for name in settings if name not in FIGURES]
+    if unknown:
+        raise ValueError(f"unknown figure(s) {unknown}; known: {sorted(FIGURES)}")
+    from . import plots  # noqa: F401 - before forking: the workers share the imports
+
+    items = list(settings.items())
+    if jobs <= 1 or len(items) <= 1:
+        return [path for name, setting in items for path in _render_named(name, study_dir, setting)]
+    # Largest inputs first (a proxy for drawing time), so that the short ones fill the end.
+    order = sorted(items, key=lambda item: -_input_bytes(item[0], study_dir))
+    with multiprocessing.get_context("fork").Pool(min(jobs, len(items))) as pool:
+        pending = {name: pool.apply_async(_render_named, (name, study_dir, setting))
+                   for name, setting in order}
+        return [path for name, _ in items for path in pending[name].get()]
+
+
+def _input_bytes(name: str, study_dir) -> int:
+    files = [Path(study_dir) / f"{table}.parquet" for table in FIGURES[name].inputs]
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
+def _render_named(name: str, study_dir, setting) -> list[Path]:
+    """`render`, with the figure's name on any error (a worker's error reaches the parent with
+    its traceback as text, which does not say which figure it was drawing)."""
+    try:
+        return render(name, study_dir, setting)
+    except Exception as exc:
+        exc.add_note(f"while drawing figure {name!r} of {study_dir}")
+        raise

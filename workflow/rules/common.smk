@@ -13,7 +13,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from rnnbench.chunks import estimate_seconds, steal_order, time_limit_minutes
-from rnnbench.figures import FIGURES, figures_for
+from rnnbench.figures import figures_for
 from rnnbench import plugins
 from rnnbench.process import imports_settled
 from rnnbench.records import finished
@@ -65,7 +65,6 @@ wildcard_constraints:
     # would plan differ: match any chunk name (Chunk.chunk_id), not only today's.
     chunk="[^/]+--[0-9a-f]{12}|chunk-[0-9a-f]{12}",
     group_id="[0-9a-f]{12}",
-    figure="|".join(map(re.escape, FIGURES)),
 
 
 def _chunk_markers() -> dict:
@@ -140,8 +139,7 @@ def group_out_dirs(wildcards):
 
 def final_outputs():
     tables = [f"{STUDY_DIR}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md")]
-    figures = [f"{STUDY_DIR}/figures/{f}.{ext}" for f in figures_for(STUDY)
-               for ext in ("png", "pdf")]
+    figures = [f"{STUDY_DIR}/figures"] if figures_for(STUDY) else []  # rule figures
     if STUDY.compare:  # study key `compare`: every other method vs the baseline
         tables += [f"{STUDY_DIR}/tables/{t}.{ext}" for t in ("comparison", "leaderboard")
                    for ext in ("csv", "md")]

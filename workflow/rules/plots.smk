@@ -1,33 +1,37 @@
-# Figures of the study, PNG (in the report) and PDF: one job per entry of rnnbench.figures.FIGURES
-# (its drawing function, the aggregated tables it reads, its caption). Each is a process of its
-# own (`rnnbench figure`), so the figures are drawn on every core at once; it does not read the
-# workflow again, as a `run:` job in a new process would.
+# Figures of the study, PNG (in the report) and PDF: one job draws every entry of
+# rnnbench.figures.FIGURES that the study has (its drawing function, the aggregated tables it
+# reads, its caption). `rnnbench figures` imports matplotlib and pandas once and forks a worker
+# per thread, so the figures are drawn on every core at once without a process start each.
 from rnnbench.figures import FIGURES, figure_setting
 
+STUDY_FIGURES = figures_for(STUDY)
 
-rule plot:
+
+rule figures:
     input:
-        lambda wildcards: [
-            f"{RESULTS}/{wildcards.study}/{table}.parquet"
-            for table in FIGURES[wildcards.figure].inputs
-        ],
+        lambda wildcards: sorted(
+            {f"{RESULTS}/{wildcards.study}/{table}.parquet"
+             for name in STUDY_FIGURES for table in FIGURES[name].inputs}
+        ),
     output:
-        png=report(
-            f"{RESULTS}/{{study}}/figures/{{figure}}.png",
+        # The report shows each PNG with its entry's caption (workflow/report/figure.rst).
+        report(
+            directory(f"{RESULTS}/{{study}}/figures"),
+            patterns=["{figure}.png"],
             caption="../report/figure.rst",
             category="Figures",
         ),
-        pdf=f"{RESULTS}/{{study}}/figures/{{figure}}.pdf",
     params:
-        caption=lambda wildcards: FIGURES[wildcards.figure].caption,
-        setting=lambda wildcards: json.dumps(figure_setting(wildcards.figure, STUDY)),
+        captions={name: FIGURES[name].caption for name in STUDY_FIGURES},
+        settings=json.dumps({name: figure_setting(name, STUDY) for name in STUDY_FIGURES}),
         study_dir=lambda wildcards: f"{RESULTS}/{wildcards.study}",
         python=PYTHON,
+    threads: max(1, len(STUDY_FIGURES))  # Snakemake lowers it to --cores
     log:
-        f"{RESULTS}/{{study}}/logs/plot/{{figure}}.log",
+        f"{RESULTS}/{{study}}/logs/figures.log",
     localrule: True
     conda:
         "../envs/rnnbench.yaml"
     shell:
-        "{params.python} -m rnnbench figure {wildcards.figure} {params.study_dir} "
-        "--setting {params.setting:q} > {log} 2>&1"
+        "{params.python} -m rnnbench figures {params.study_dir} "
+        "--settings {params.settings:q} --jobs {threads} > {log} 2>&1"
