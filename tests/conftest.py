@@ -7,11 +7,12 @@ import importlib
 import pytest
 import torch
 
-from rnnbench import init, models, plugins, registry, tasks
+from rnnbench import init_schemes, models, plugins, registry, tasks
 from support import make_workdir
 
 # the module itself: `models.activations` is the function that lists them
 activations = importlib.import_module("rnnbench.models.activations")
+construct = importlib.import_module("rnnbench.models.construct")
 
 
 @pytest.fixture
@@ -43,8 +44,8 @@ def isolated_registries(monkeypatch):
     found before the test, whatever the test registers or loads."""
     monkeypatch.setattr(models.registry, "_CELLS", dict(models.registry._CELLS))
     monkeypatch.setattr(activations, "_ACTIVATIONS", dict(activations._ACTIVATIONS))
-    monkeypatch.setattr(init, "_REGISTRY", dict(init._REGISTRY))
+    monkeypatch.setattr(init_schemes, "_REGISTRY", dict(init_schemes._REGISTRY))
     monkeypatch.setattr(tasks.registry, "REGISTRY", dict(tasks.registry.REGISTRY))
     monkeypatch.setattr(plugins, "_LOADED", dict(plugins._LOADED))
     monkeypatch.setattr(registry, "_ORIGINS", dict(registry._ORIGINS))
-    monkeypatch.setattr(models, "_MATCHED", {})
+    monkeypatch.setattr(construct, "_MATCHED", {})

@@ -3,6 +3,7 @@ adapter that makes a plug-in cell a stack (layers, directions, init, spectral ra
 flow), training through rnnbench.run, and match_params."""
 import importlib
 import importlib.metadata
+import json
 import math
 import os
 import subprocess
@@ -138,6 +139,53 @@ def test_import_rnnbench_stays_light():
     assert res.returncode == 0, res.stderr
 
 
+def _in_subprocess(code: str, cwd) -> list[str]:
+    """Run `code` in a fresh interpreter in `cwd`; its printed lines."""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert res.returncode == 0, res.stderr
+    return res.stdout.split()
+
+
+def test_checking_a_study_of_builtin_names_imports_no_plugin_nor_torch(tmp_path):
+    """The registries' names need no torch, and methods/ is imported only for a name that is
+    not registered: the default study validates (as the Snakemake process does) without torch,
+    beside a methods/ folder whose plug-ins import it; a study naming one of them loads it."""
+    cell_file(tmp_path / "methods" / "mine.py", "mine")  # imports torch, registers `mine`
+    check = ("import sys\nfrom rnnbench import plugins\nfrom rnnbench.study import load_study\n"
+             "s = load_study({!r})\ns.runs()\n"
+             "print('torch' in sys.modules, len(plugins.loaded()))")
+    assert _in_subprocess(check.format(str(ROOT / "config" / "config.yaml")), tmp_path) == [
+        "False", "0"]
+    study = tmp_path / "mine.yaml"
+    study.write_text(json.dumps({"study": "s", "fixed": {**TINY, "cell": "mine"}}))
+    assert _in_subprocess(check.format(str(study)), tmp_path) == ["True", "1"]
+
+
+def test_models_names_build_lazily():
+    """`import rnnbench.models` imports no torch; its model-building names import it on use."""
+    code = ("import sys\nfrom rnnbench import models\nprint('torch' in sys.modules)\n"
+            "print(models.build.__module__, 'torch' in sys.modules)\n"
+            "print(models.get_cell('lstm').builder)")
+    assert _in_subprocess(code, ROOT) == ["False", "rnnbench.models.construct", "True",
+                                          "BuiltinBuilder('lstm')"]
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        models.no_such_name  # noqa: B018
+
+
+def test_a_broken_methods_file_stops_only_what_needs_methods(tmp_path, capsys):
+    """A run of built-in names trains beside a broken methods/ file; one naming a cell that no
+    registry holds loads methods/, and the broken file is named."""
+    path = cell_file(tmp_path / "methods" / "broken.py", "", "raise ImportError('half-written')\n")
+    args = ["run", "task=adding", "T=6", "hidden=4", "steps=2", "eval_interval=2", "eval_size=8",
+            "batch_size=4"]
+    assert cli_main([*args, "cell=gru"]) == 0
+    assert "half-written" not in capsys.readouterr().err and plugins.loaded() == []
+    assert cli_main([*args, "cell=mine"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "half-written" in err
+
+
 def test_cli_list_shows_plugin_sources(tmp_path, capsys):
     path = cell_file(tmp_path / "mine.py", "listed_rnn")
     assert cli_main(["list", "--plugin", str(path)]) == 0
@@ -154,7 +202,12 @@ def test_plugin_that_raises_is_named_with_its_line_and_rolled_back(tmp_path, cap
                                          r"\(line \d+\)"):
         rnnbench.load_plugins()
     assert "half" not in models.cells()  # what it registered before failing is undone
-    assert cli_main(["validate", str(ROOT / "config" / "config.yaml")]) == 2
+    # a study of built-in names needs nothing from methods/: the broken file is not imported
+    assert cli_main(["validate", str(ROOT / "config" / "config.yaml")]) == 0
+    assert str(path) not in capsys.readouterr().err
+    study = tmp_path / "needs_methods.yaml"  # one naming a cell that only a plug-in could add
+    study.write_text(json.dumps({"study": "s", "fixed": {**TINY, "cell": "half"}}))
+    assert cli_main(["validate", str(study)]) == 2
     assert str(path) in capsys.readouterr().err
 
 

@@ -1,7 +1,7 @@
 """rnnbench: reproducible studies of long-range dependency learning with recurrent networks.
 
 The registries are reached through thin functions here, so `import rnnbench` stays light
-(torch is imported by the first registration or run, not by the import).
+(the registries themselves hold no torch: it is imported by the first model built).
 """
 from ._version import __version__  # noqa: F401
 
@@ -27,8 +27,8 @@ def register_activation(name, fn=None, derivative_bound=None, **kwargs):
 
 def register_init(name, draw=None, **kwargs):
     """A new `init` scheme drawing weight_hh blocks: draw(shape, scale, generator); see
-    rnnbench.init.register_init."""
-    from .init import register_init
+    rnnbench.init_schemes.register_init."""
+    from .init_schemes import register_init
     return register_init(name, draw, **kwargs)
 
 

@@ -46,6 +46,7 @@ def _parse_overrides(items: list[str]) -> dict:
 
 def _cmd_run(args) -> int:
     from .config import RunConfig
+    from .plugins import load_needed, names_of
     from .train import run
 
     values = {}
@@ -55,6 +56,7 @@ def _cmd_run(args) -> int:
     if args.json:
         values.update(json.loads(args.json))
     values.update(_parse_overrides(args.overrides))
+    load_needed(names_of([values]))
     cfg = RunConfig.from_dict(values)  # fails here, naming the field, before any compute
     set_threads(args.threads)
     result = run(cfg, out_dir=args.out)
@@ -71,7 +73,9 @@ def _cmd_run_chunk(args) -> int:
         print(f"{args.spec}: every run is finished (trained by other chunk jobs)")
         return 0
     with imports_settled():  # the plug-ins, pandas, and torch for the runs' backends
+        from .plugins import load_needed, names_of
         _load_plugins(args)
+        load_needed(names_of(_chunk_configs(args.spec)))
         from . import backends  # noqa: F401
         from .chunk_job import run_chunk
 
@@ -115,6 +119,18 @@ def _spec_json(path):
             return json.load(f)
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"chunk spec {path}: {exc}") from None
+
+
+def _chunk_configs(path) -> list:
+    """The raw configs of a chunk spec, for the names its runs need (read_chunk_spec checks
+    them and reports what is wrong with the file)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return []
+    entries = [*data.get("runs", []), *data.get("others", [])] if isinstance(data, dict) else []
+    return [e["config"] for e in entries
+            if isinstance(e, dict) and isinstance(e.get("config"), dict)]
 
 
 def _chunk_finished(path) -> bool:
@@ -161,8 +177,10 @@ def set_threads(n: int):
 
 
 def _load_plugins(args) -> None:
+    """The plug-ins asked for (`--plugin`, $RNNBENCH_PLUGINS); methods/ and entry points are
+    loaded by what builds runs when they name something unknown (plugins.load_needed)."""
     from .plugins import load_plugins
-    load_plugins(getattr(args, "plugin", None) or [])
+    load_plugins(getattr(args, "plugin", None) or [], methods_dir=False, entry_points=False)
 
 
 def _cmd_figures(args) -> int:
@@ -196,11 +214,13 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_list(args) -> int:
-    from . import init, models, registry, tasks
+    from . import init_schemes, models, registry, tasks
+    from .plugins import load_plugins
+    load_plugins()  # every source: this lists them all
     print("tasks:      ", ", ".join(tasks.names()))
     print("cells:      ", ", ".join(models.cells()))
     print("activations:", ", ".join(models.activations()))
-    print("inits:      ", ", ".join(init.schemes()))
+    print("inits:      ", ", ".join(init_schemes.schemes()))
     sources = registry.registered_by_plugins()
     if not sources:
         print(f"plug-ins:    none (add a file to {registry.METHODS_DIR}/, a study's plugins:, "

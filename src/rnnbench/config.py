@@ -39,7 +39,7 @@ class RunConfig:
     layers: int = 1
     bidirectional: bool = False
     forget_bias: float = 0.0        # lstm: added to the forget-gate bias after init
-    init: str = "default"           # init.schemes()
+    init: str = "default"           # init_schemes.schemes()
     init_scale: float | None = None  # sigma for normal, rho for spectral/smart, gain otherwise
     # optimisation
     optimizer: str = "sgd"
@@ -179,7 +179,7 @@ def _choice(name, value, allowed):
 
 
 def validate(cfg: RunConfig) -> None:
-    """Value checks that need no compute. Registries are imported lazily (they import torch)."""
+    """Value checks that need no compute (nor torch: the registries' names hold none)."""
     hints = typing.get_type_hints(RunConfig)
     for f in fields(RunConfig):  # type check also for direct construction
         coerce_field(f.name, getattr(cfg, f.name), hints[f.name], "config")
@@ -209,9 +209,9 @@ def validate(cfg: RunConfig) -> None:
     _choice("dtype", cfg.dtype, DTYPES)
     _choice("precision", cfg.precision, PRECISIONS)
 
-    from . import init, models, tasks  # registries; lazy to keep `import rnnbench.config` light
+    from . import init_schemes, models, tasks  # registries (no torch); lazy: a light import
     _choice("task", cfg.task, tasks.names())
-    _choice("init", cfg.init, init.schemes())
+    _choice("init", cfg.init, init_schemes.schemes())
     models.check_options(cfg)      # cell and activation known, options the cell accepts
     tasks.check(cfg.task, cfg.T, cfg.task_options)  # impossible lengths, unknown task options
     if cfg.regularizer:

@@ -41,65 +41,19 @@ as above (orthogonal, identity and smart need square blocks). The head follows t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import models, registry
+# The scheme registry holds no torch, so that a study's names are checked without it.
+from .init_schemes import (DEFAULT_SCALE, SCHEMES, UserScheme, register_init,  # noqa: F401
+                           scheme_entry, schemes)
 
-SCHEMES = ("default", "glorot", "orthogonal", "identity", "normal", "spectral", "smart")
-DEFAULT_SCALE = {"default": None, "glorot": 1.0, "orthogonal": 1.0, "identity": 1.0,
-                 "normal": 0.1, "spectral": 1.0, "smart": 0.95}
 IRNN_INPUT_STD = 1e-3    # Le et al. 2015
 SMART_NONZERO = 15       # incoming recurrent weights per unit, Pascanu et al. 2013
 SMART_INPUT_STD = 0.01   # W_in, W_out ~ N(0, 0.01) in the "smart tanh" regime
-
-
-@dataclass(frozen=True)
-class UserScheme:
-    name: str
-    draw: Callable      # (shape (rows, cols), scale, generator) -> tensor of that shape
-    default_scale: float | None
-    base: str           # built-in scheme of every parameter but weight_hh, and of the head
-
-
-_REGISTRY: dict[str, UserScheme | None] = dict.fromkeys(SCHEMES)  # None: a built-in scheme
-
-
-def register_init(name: str, draw: Callable | None = None, *, default_scale: float | None = None,
-                  base: str = "default", overwrite: bool = False) -> Callable:
-    """Make `name` usable as `RunConfig.init`. `draw(shape, scale, generator)` returns one
-    gate block of a weight_hh, of `shape` (rows, cols), drawn from `generator` (a CPU
-    torch.Generator: pass it to every torch random call); `scale` is `cfg.init_scale` or
-    `default_scale`. Without `draw` this returns a decorator."""
-    if draw is None:
-        def _registering(function):
-            register_init(name, function, default_scale=default_scale, base=base,
-                          overwrite=overwrite)
-            return function
-        return _registering
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"init scheme name must be a non-empty string, got {name!r}")
-    if not callable(draw):
-        raise ValueError(f"init {name!r}: draw must be callable, got {type(draw).__name__}")
-    if base not in SCHEMES:
-        raise ValueError(f"init {name!r}: base must be a built-in scheme {list(SCHEMES)}, "
-                         f"got {base!r}")
-    if default_scale is not None and not (default_scale > 0 and math.isfinite(default_scale)):
-        raise ValueError(f"init {name!r}: default_scale must be > 0, got {default_scale}")
-    if name in SCHEMES:
-        raise ValueError(f"init {name!r} is already registered by {registry.BUILTIN}; "
-                         "choose another name")
-    registry.note_registration("init", name, _REGISTRY, overwrite)
-    _REGISTRY[name] = UserScheme(name, draw, default_scale, base)
-    return draw
-
-
-def schemes() -> list[str]:
-    return list(_REGISTRY)
 
 
 def _user_block(user: UserScheme, shape, scale, g, where: str):
@@ -214,9 +168,7 @@ def _head_params(scheme, weight_shape, bias_shape, scale, g):
 def apply(model: nn.Module, cfg, generator: torch.Generator) -> nn.Module:
     """Initialise `model.rnn` and `model.head` (or a bare stack) in place; returns the model."""
     scheme = cfg.init
-    if scheme not in _REGISTRY:
-        raise ValueError(f"field 'init': unknown value {scheme!r}; allowed: {schemes()}")
-    user = _REGISTRY[scheme]
+    user = scheme_entry(scheme)
     if cfg.init_scale is not None:
         scale = cfg.init_scale
     else:

@@ -12,6 +12,14 @@ in this order:
 4. the entry points of group `rnnbench.plugins` of installed packages: a module (imported) or
    a callable (called without arguments).
 
+What loads what: `load_plugins` imports every source (`rnnbench list`, and code that asks). A
+study (`load_study`: the Snakemake process, `rnnbench validate|compare`), a training job and
+`rnnbench run` import the sources they are given (a study's `plugins:`, `--plugin`,
+$RNNBENCH_PLUGINS) and then `load_needed`: methods/ and the entry points only when a cell,
+activation, init scheme or task the runs name is not registered yet. A study of built-in names
+thus imports no plug-in, nor torch, which plug-ins import (reading the workflow costs about two
+seconds less), and a broken file in methods/ stops only what needs methods/.
+
 Each file is imported once per process, as a module named `rnnbench_plugin_<stem>_<hash>`;
 loading it again is a no-op. A file that raises on import, or that registers a name already
 taken, stops with a ValueError naming the file (and, for a taken name, the file that took it);
@@ -40,6 +48,8 @@ from .registry import ENTRY_POINT_GROUP, ENV_VAR, METHODS_DIR
 SKIP_PREFIXES = ("_", "template_")
 
 _LOADED: dict[str, str] = {}                   # file path or entry point -> module name
+# The run fields whose values a registry resolves; each is also the registry's kind.
+NAMED_FIELDS = ("cell", "activation", "init", "task")
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -58,6 +68,36 @@ def load_plugins(paths=(), base_dir=None, methods_dir: bool = True, env: bool = 
     if entry_points:
         load_entry_points()
     return resolved
+
+
+def load_needed(names) -> bool:
+    """Load methods/ and the installed entry points if one of `names`, (field, value) pairs of
+    NAMED_FIELDS, is not registered yet; returns whether it did. Load the plug-ins given
+    explicitly first: what they register is not looked for elsewhere."""
+    _import_registries()
+    if all(_registered(field, value) for field, value in names):
+        return False
+    if Path(METHODS_DIR).is_dir():
+        load_path(Path(METHODS_DIR))
+    load_entry_points()
+    return True
+
+
+def names_of(configs) -> set[tuple[str, str]]:
+    """The (field, value) pairs of NAMED_FIELDS that run configs (RunConfigs or dicts of
+    fields) set; values that are not text are left to the configs' own checks."""
+    pairs = set()
+    for cfg in configs:
+        values = cfg if isinstance(cfg, dict) else vars(cfg)
+        pairs.update((f, values[f]) for f in NAMED_FIELDS if isinstance(values.get(f), str))
+    return pairs
+
+
+def _registered(field: str, value: str) -> bool:
+    from . import init_schemes, models, tasks
+    listing = {"cell": models.cells, "activation": models.activations,
+               "init": init_schemes.schemes, "task": tasks.names}[field]
+    return value in listing()
 
 
 def resolve_paths(paths, base_dir=None, where: str = "plugins") -> list[str]:
@@ -175,4 +215,4 @@ def _describe(exc: BaseException, path: Path | None) -> str:
 
 def _import_registries() -> None:
     """The built-ins register first, so that they are never taken for a plug-in's names."""
-    from . import init, models, tasks  # noqa: F401 - lazy: they import torch
+    from . import init_schemes, models, tasks  # noqa: F401 - lazy: `import rnnbench` stays light

@@ -17,8 +17,9 @@ study, the method and the field.
     plugins: [my_cells.py]            # plug-in files/folders (rnnbench.plugins), relative to
                                       # the study file (to the working directory for a dict)
 
-Loading a study loads every plug-in source first (rnnbench.plugins.load_plugins), so its runs
-may use cells, activations, inits and tasks that plug-ins register. A run with `match_params`
+Loading a study loads its `plugins:` (and $RNNBENCH_PLUGINS) first, then methods/ and the
+installed entry points if it names a cell, activation, init or task that is still unknown
+(rnnbench.plugins.load_needed), so its runs may use what plug-ins register. A run with `match_params`
 gets the hidden size that matches that parameter count (models.resolve_hidden) when the runs
 are expanded, so its id, folder and recorded `hidden` are the resolved ones.
     paper: pascanu2013                # the paper analysis the workflow adds (rnnbench.papers)
@@ -90,6 +91,16 @@ class Study:
             groups[hashlib.sha1(" ".join(ids).encode()).hexdigest()[:12]] = [
                 self.folder(cfg) for cfg in members]
         return chunks, groups
+
+    def names(self) -> set[tuple[str, str]]:
+        """(field, value) of every cell, activation, init and task the runs name
+        (plugins.NAMED_FIELDS), from `fixed`, the methods' overrides and the axes: known before
+        any run is built, so that the plug-ins that register them can be loaded first."""
+        from .plugins import NAMED_FIELDS, names_of
+        pairs = names_of([self.fixed, *self.methods.values()])
+        for field in NAMED_FIELDS:
+            pairs |= names_of({field: value} for value in self.axes.get(field, ()))
+        return pairs
 
     def runs(self) -> list[RunConfig]:
         """methods x product(axes) x seeds, excluded combinations dropped; each one validated."""
@@ -194,9 +205,10 @@ def load_study(source, base_dir=None) -> Study:
         raise ValueError(f"{where}: 'study' must be a non-empty name usable as a folder, "
                          f"got {name!r}")
     where = f"study '{name}'"
-    from .plugins import load_plugins
-    try:  # before the runs are built: plug-ins register the names they use
-        plugins = load_plugins(_plugin_paths(data.get("plugins")), base_dir)
+    from .plugins import load_needed, load_plugins
+    try:  # the plug-ins the study (or the environment) asks for: before the runs are built
+        plugins = load_plugins(_plugin_paths(data.get("plugins")), base_dir, methods_dir=False,
+                               entry_points=False)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     study = Study(
@@ -213,6 +225,10 @@ def load_study(source, base_dir=None) -> Study:
         plugins=plugins,
         paper=_paper(data.get("paper"), where),
     )
+    try:  # methods/ and entry points, if the runs name something not registered yet
+        load_needed(study.names())
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
     _check_plugin_cells(study.runs(), where)  # validate every run now
     if "compare" in data:
         study.compare = _compare(data["compare"], study, where)
@@ -258,13 +274,14 @@ def _resolve_hidden(cfg: RunConfig, where: str) -> RunConfig:
 def _check_plugin_cells(runs: list[RunConfig], where: str) -> None:
     """Build each plug-in cell the runs use once, tiny, with one forward and backward
     (models.check_plugin_cell): a broken cell stops the study here, naming its file."""
-    from .models import check_plugin_cell, is_plugin
+    from .models import is_plugin
     seen = set()
     for cfg in runs:
         key = (cfg.cell, cfg.hidden, cfg.dtype, cfg.task, cfg.T, json.dumps(cfg.task_options))
         if not is_plugin(cfg.cell) or key in seen:
             continue
         seen.add(key)
+        from .models import check_plugin_cell  # torch: only for studies with plug-in cells
         from .tasks import make
         try:
             check_plugin_cell(cfg, make(cfg.task, cfg.T, **cfg.task_options).input_dim)

@@ -37,11 +37,13 @@ def main(argv=None) -> int:
         if args.out_dirs is not None and len(args.out_dirs) != len(values):
             raise ValueError(f"{len(args.out_dirs)} --out-dirs for {len(values)} runs")
         from ..config import RunConfig
-        from ..plugins import load_plugins
+        from ..plugins import load_needed, load_plugins, names_of
         from ..process import imports_settled
         from .grouping import check_group
         with imports_settled():  # torch, the engine and the plug-ins (rnnbench.process)
-            load_plugins()  # the runs may name plug-in cells: check_group then says why not
+            load_plugins(methods_dir=False, entry_points=False)  # $RNNBENCH_PLUGINS
+            load_needed(names_of(v for v in values if isinstance(v, dict)))  # plug-in cells:
+            # check_group then says why they cannot join an ensemble
             import torch
             from .engine import run_group
         cfgs = [RunConfig.from_dict(v, where=f"run {i}") for i, v in enumerate(values)]

@@ -2,6 +2,9 @@
 
 The BPTT bound ||delta_k|| <= ||delta_t|| (beta_W beta_f)^(t-k) (docs/science/model-and-bptt.md §3) needs
 beta_f = sup|f'|, so an activation is registered together with that number.
+
+No torch import here: a study's names are checked (in the Snakemake process too) without it.
+The built-in functions reach torch through the tensor they are given.
 """
 from __future__ import annotations
 
@@ -9,16 +12,13 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
-import torch.nn.functional as F
-
 from .. import registry
 
 
 @dataclass(frozen=True)
 class Activation:
     name: str
-    fn: Callable[[torch.Tensor], torch.Tensor]  # elementwise, differentiable by autograd
+    fn: Callable  # tensor -> tensor, elementwise, differentiable by autograd
     derivative_bound: float                      # sup |f'(x)|
 
 
@@ -65,14 +65,38 @@ def derivative_bound(name: str) -> float:
     return get_activation(name).derivative_bound
 
 
-def identity(x: torch.Tensor) -> torch.Tensor:
+def tanh(x):
+    return x.tanh()  # the same operation as torch.tanh(x)
+
+
+def relu(x):
+    return x.relu()
+
+
+def sigmoid(x):
+    return x.sigmoid()
+
+
+def identity(x):
     return x
 
 
+def softsign(x):
+    """x / (1 + |x|): f'(0) = 1."""
+    from torch.nn import functional  # loaded with the tensor: a look-up
+    return functional.softsign(x)
+
+
+def leaky_relu(x):
+    """Slope 0.01 below zero."""
+    from torch.nn import functional
+    return functional.leaky_relu(x)
+
+
 # nn.RNN runs tanh and relu fused; every other name goes through the hand-written loop
-register_activation("tanh", torch.tanh, 1.0)
-register_activation("relu", torch.relu, 1.0)
-register_activation("sigmoid", torch.sigmoid, 0.25)
+register_activation("tanh", tanh, 1.0)
+register_activation("relu", relu, 1.0)
+register_activation("sigmoid", sigmoid, 0.25)
 register_activation("identity", identity, 1.0)
-register_activation("softsign", F.softsign, 1.0)      # x / (1 + |x|): f'(0) = 1
-register_activation("leaky_relu", F.leaky_relu, 1.0)  # slope 0.01 below zero
+register_activation("softsign", softsign, 1.0)
+register_activation("leaky_relu", leaky_relu, 1.0)

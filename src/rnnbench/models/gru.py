@@ -7,7 +7,6 @@ from __future__ import annotations
 from torch import nn
 
 from ..cell_table import GATE_COUNT
-from .registry import register_cell
 
 
 def build(input_size: int, hidden_size: int, num_layers: int, bidirectional: bool, cfg) -> nn.Module:
@@ -16,5 +15,3 @@ def build(input_size: int, hidden_size: int, num_layers: int, bidirectional: boo
     gru.gate_count = GATE_COUNT["gru"]
     return gru
 
-
-register_cell("gru", build)

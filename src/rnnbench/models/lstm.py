@@ -9,7 +9,6 @@ from __future__ import annotations
 from torch import nn
 
 from ..cell_table import FORGET_GATE, GATE_COUNT
-from .registry import register_cell
 
 
 def build(input_size: int, hidden_size: int, num_layers: int, bidirectional: bool, cfg) -> nn.Module:
@@ -19,5 +18,3 @@ def build(input_size: int, hidden_size: int, num_layers: int, bidirectional: boo
     lstm.forget_gate = FORGET_GATE  # the row block of every weight/bias that is the forget gate
     return lstm
 
-
-register_cell("lstm", build, options=("forget_bias",))

@@ -1,17 +1,19 @@
 """The cell registry: `register_cell` and what the rest of the suite asks about cells.
 
-The cell modules (rnn.py, lstm.py, gru.py) and plug-ins register here; rnnbench.models imports
-the built-in cell modules, so that `import rnnbench.models` registers them (see the package's
-docstring for the two builder contracts).
+The built-in cells (cell_table.BUILTIN_CELLS) are registered here by name, each with a builder
+that imports its module (rnn.py, lstm.py, gru.py: its `build`) at the first call; plug-ins
+register their classes. No torch import: a study's cells and options are checked without it
+(see the package's docstring for the two builder contracts).
 """
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from torch import nn
-
+from ..cell_table import BUILTIN_CELLS
 from ..registry import (BUILTIN, ENTRY_POINT_GROUP, ENV_VAR, METHODS_DIR, note_registration,
                         origin)
 from .activations import get_activation
@@ -23,7 +25,7 @@ DEFAULT_ACTIVATION = "tanh"
 @dataclass(frozen=True)
 class Cell:
     name: str
-    builder: Callable[..., nn.Module]
+    builder: Callable  # -> nn.Module
     options: frozenset
     plugin: bool = False  # builder is a plug-in cell class, wrapped in PluginStack
 
@@ -31,7 +33,7 @@ class Cell:
 _CELLS: dict[str, Cell] = {}
 
 
-def register_cell(name: str, builder: Callable[..., nn.Module] | None = None, options=(),
+def register_cell(name: str, builder: Callable | None = None, options=(),
                   overwrite: bool = False) -> Callable:
     """Make `name` usable as `RunConfig.cell`.
 
@@ -50,13 +52,38 @@ def register_cell(name: str, builder: Callable[..., nn.Module] | None = None, op
     unknown = sorted(set(options) - set(CELL_OPTIONS))
     if unknown:
         raise ValueError(f"cell {name!r}: unknown option(s) {unknown}; known: {list(CELL_OPTIONS)}")
-    plugin = isinstance(builder, type) and issubclass(builder, nn.Module)
+    plugin = _is_module_class(builder)
     if plugin and options:
         raise ValueError(f"cell {name!r}: a plug-in cell class takes no options {list(options)} "
                          "(its nonlinearities and gates are its own)")
     note_registration("cell", name, _CELLS, overwrite)
     _CELLS[name] = Cell(name, builder, frozenset(options), plugin)
     return builder
+
+
+def _is_module_class(builder) -> bool:
+    """An nn.Module subclass (a plug-in cell). Without torch imported, nothing can be one."""
+    torch = sys.modules.get("torch")
+    return (torch is not None and isinstance(builder, type)
+            and issubclass(builder, torch.nn.Module))
+
+
+class BuiltinBuilder:
+    """The `build` of the built-in cell's module rnnbench.models.<cell>, imported (with torch)
+    at the first call."""
+
+    def __init__(self, cell: str):
+        self.cell = cell
+
+    def __call__(self, *args, **kwargs):
+        return importlib.import_module(f"{__package__}.{self.cell}").build(*args, **kwargs)
+
+    def __repr__(self):
+        return f"BuiltinBuilder({self.cell!r})"
+
+
+# The fields each built-in cell understands beyond the common ones (CELL_OPTIONS).
+BUILTIN_OPTIONS = {"rnn": ("activation",), "lstm": ("forget_bias",), "gru": ()}
 
 
 def cells() -> list[str]:
@@ -108,3 +135,7 @@ def check_options(cfg) -> None:
         raise ValueError(
             f"field 'forget_bias': applies only to cell(s) {cells_with('forget_bias')}; "
             f"cell {cfg.cell!r} has no forget gate (leave forget_bias at 0)")
+
+
+for _cell in BUILTIN_CELLS:  # in this order: the order of cells()
+    register_cell(_cell, BuiltinBuilder(_cell), options=BUILTIN_OPTIONS[_cell])

@@ -13,7 +13,6 @@ from torch import nn
 
 from ..cell_table import GATE_COUNT
 from .activations import get_activation
-from .registry import register_cell
 
 FUSED = ("tanh", "relu")  # the nonlinearities nn.RNN (cuDNN) implements
 
@@ -105,5 +104,3 @@ def build(input_size: int, hidden_size: int, num_layers: int, bidirectional: boo
     rnn.gate_count = GATE_COUNT["rnn"]
     return rnn
 
-
-register_cell("rnn", build, options=("activation",))
