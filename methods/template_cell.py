@@ -1,8 +1,9 @@
 """Template: a new recurrent cell in one file. Copy it to methods/<your_cell>.py and edit.
 
-Every `*.py` in methods/ is loaded by every rnnbench process (the Snakemake process, each job,
-`rnnbench validate/list/run`), except files starting with `_` or `template_` (this one). A
-study can also name plug-in files elsewhere in its `plugins:` list. `rnnbench list` shows what
+Every `*.py` in methods/ (except files starting with `_` or `template_`, like this one) is
+loaded by an rnnbench process (the Snakemake process, each job, `rnnbench validate/run`) whose
+runs name a cell, activation, init or task that is not built in, and by `rnnbench list`. A
+study can also name plug-in files elsewhere in its `plugins:` list (always loaded). `rnnbench list` shows what
 the plug-ins registered; `rnnbench validate STUDY` builds each plug-in cell the study uses and
 runs one forward and backward before anything trains.
 

@@ -2,7 +2,9 @@
 files, the written tables, and the figures (non-empty PNG/PDF, also from empty inputs; no text
 outside the figure or over another panel)."""
 import math
+import os
 import shutil
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pandas as pd
@@ -242,12 +244,32 @@ def test_figures_of_unknown_name_stop_before_drawing(study_dir):
     assert not (study_dir / "figures").exists()
 
 
-def test_a_worker_error_names_its_figure(study_dir):
+def test_figures_check_their_inputs_before_drawing(study_dir):
     aggregate_study(study_dir)
     (study_dir / "gradflow.parquet").unlink()
-    with pytest.raises(FileNotFoundError, match="gradflow.parquet") as info:
+    with pytest.raises(ValueError, match=r"figure 'gradflow_vs_lag': no aggregated table "
+                                         r"\[.*gradflow.parquet'\]"):
+        figures.render_all(study_dir, STUDY_FIGURES, jobs=2)
+    with pytest.raises(ValueError, match="figure 'comparison' needs the value of the study "
+                                         "key 'compare'"):
+        figures.render_all(study_dir, {"success_vs_T": None, "comparison": None}, jobs=2)
+    assert not (study_dir / "figures").exists()
+
+
+def test_a_worker_error_names_its_figure(study_dir):
+    aggregate_study(study_dir)
+    (study_dir / "gradflow.parquet").write_bytes(b"not parquet")  # fails only when read
+    with pytest.raises(Exception, match="Parquet") as info:
         figures.render_all(study_dir, STUDY_FIGURES, jobs=2)
     assert any("figure 'gradflow_vs_lag'" in note for note in info.value.__notes__)
+
+
+def test_a_worker_that_dies_breaks_the_figures_job(study_dir, monkeypatch):
+    """Not a wait for ever: the pool reports the lost worker."""
+    aggregate_study(study_dir)
+    monkeypatch.setattr(figures, "render", lambda *args: os._exit(3))  # inherited by the fork
+    with pytest.raises(BrokenProcessPool):
+        figures.render_all(study_dir, STUDY_FIGURES, jobs=2)
 
 
 def test_figures_command_checks_its_arguments(study_dir, capsys):

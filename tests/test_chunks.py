@@ -145,6 +145,8 @@ def test_a_failing_run_does_not_stop_its_chunk(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("spec, words", [
     ("not json", ["chunk spec"]),
     ({"runs": []}, ["at least one run"]),
+    ({"runs": 5}, ["at least one run"]),
+    ({"runs": [{"config": {}, "out_dir": "x"}], "others": 5}, ["'others' must be a list"]),
     ({"runs": [{"config": {"cell": "lstn"}, "out_dir": "x"}]}, ["run 0", "cell", "lstn"]),
     ({"runs": [{"config": {}, "out": "x"}]}, ["run 0", "out_dir"]),
 ])

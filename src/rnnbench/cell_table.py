@@ -1,5 +1,5 @@
-"""The built-in cells' gate layout and what the Numba kernels cover: one table for the torch
-modules, the kernels' input checks, the ensemble's stacked weights, backend selection and the
+"""The built-in cells' gate layout, their options and what the Numba kernels cover: one table
+for the cell registry, the torch modules, the kernels' input checks, the ensemble's stacked weights, backend selection and the
 chunk planner's cost model.
 
 Gate row blocks follow PyTorch's order (torch/nn/modules/rnn.py): a weight or bias of a cell
@@ -13,6 +13,8 @@ GATE_ROWS = {
     "gru": ("r", "z", "n"),         # reset, update, new
 }
 BUILTIN_CELLS = tuple(GATE_ROWS)
+# The run fields each built-in cell understands beyond the common ones (models.registry).
+BUILTIN_OPTIONS = {"rnn": ("activation",), "lstm": ("forget_bias",), "gru": ()}
 GATE_COUNT = {cell: len(rows) for cell, rows in GATE_ROWS.items()}  # row blocks per weight
 FORGET_GATE = GATE_ROWS["lstm"].index("f")                      # the LSTM's forget-gate block
 # The rnn activations the Numba kernels implement (other activations train on torch).

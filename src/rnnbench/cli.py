@@ -11,8 +11,10 @@
     rnnbench compare my_rnn --cores 2              # my_rnn on the standing benchmark vs its
                                                    # committed baseline runs (rnnbench.benchmark)
 
-Every command first loads the plug-ins (rnnbench.plugins): methods/*.py of the working
-directory, $RNNBENCH_PLUGINS, installed `rnnbench.plugins` entry points, and `--plugin PATH`.
+Every command first loads the plug-ins it is given (`--plugin PATH`, $RNNBENCH_PLUGINS); what
+builds runs also loads methods/*.py of the working directory and the installed
+`rnnbench.plugins` entry points when a run names something not registered yet
+(rnnbench.plugins.load_needed); `list` and `paper` load every source.
 """
 from __future__ import annotations
 
@@ -73,13 +75,11 @@ def _cmd_run_chunk(args) -> int:
         print(f"{args.spec}: every run is finished (trained by other chunk jobs)")
         return 0
     with imports_settled():  # the plug-ins, pandas, and torch for the runs' backends
-        from .plugins import load_needed, names_of
         _load_plugins(args)
-        load_needed(names_of(_chunk_configs(args.spec)))
+        spec = read_chunk_spec(args.spec)  # every config checked before the first run trains
         from . import backends  # noqa: F401
         from .chunk_job import run_chunk
 
-    spec = read_chunk_spec(args.spec)  # every config checked before the first run trains
     set_threads(args.threads)
     limit = None if args.time_limit_minutes is None else 60 * args.time_limit_minutes
     failed = run_chunk(spec.runs, others=spec.others, time_limit_s=limit)
@@ -98,8 +98,8 @@ class ChunkSpec:
 
 def read_chunk_spec(path) -> ChunkSpec:
     """A chunk spec: JSON {"runs": [{"config": {run fields}, "out_dir": folder}, ...]}, and
-    optionally "others" in the same form (rnnbench.chunk_job.run_chunk); every config validated
-    (ValueError naming the run)."""
+    optionally "others" in the same form (rnnbench.chunk_job.run_chunk); the plug-ins its runs
+    need loaded (plugins.load_needed), then every config validated (ValueError naming the run)."""
     spec = _spec_json(path)
     entries = spec.get("runs") if isinstance(spec, dict) else None
     if not isinstance(entries, list) or not entries:
@@ -110,6 +110,9 @@ def read_chunk_spec(path) -> ChunkSpec:
     others = spec.get("others", [])
     if not isinstance(others, list):
         raise ValueError(f"chunk spec {path}: 'others' must be a list")
+    from .plugins import load_needed, names_of
+    load_needed(names_of(entry["config"] for entry in [*entries, *others]
+                         if isinstance(entry, dict) and isinstance(entry.get("config"), dict)))
     return ChunkSpec(_chunk_runs(path, "run", entries), _chunk_runs(path, "other run", others))
 
 
@@ -119,18 +122,6 @@ def _spec_json(path):
             return json.load(f)
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"chunk spec {path}: {exc}") from None
-
-
-def _chunk_configs(path) -> list:
-    """The raw configs of a chunk spec, for the names its runs need (read_chunk_spec checks
-    them and reports what is wrong with the file)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return []
-    entries = [*data.get("runs", []), *data.get("others", [])] if isinstance(data, dict) else []
-    return [e["config"] for e in entries
-            if isinstance(e, dict) and isinstance(e.get("config"), dict)]
 
 
 def _chunk_finished(path) -> bool:
@@ -237,7 +228,9 @@ def _cmd_paper(args) -> int:
 
     from . import papers
     from .papers.curated import curated_bytes
+    from .plugins import load_plugins
 
+    load_plugins()  # every source: a curated study may name a plug-in's task
     start = time.perf_counter()
     if args.curate:
         if not args.studies:

@@ -10,6 +10,7 @@ module to plan a study, and importing seaborn and scipy there would delay every 
 from __future__ import annotations
 
 import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,50 +71,63 @@ def figure_setting(name: str, study):
     return getattr(study, spec.needs) if spec.needs else None
 
 
+def check(name: str, study_dir, setting=None) -> list[Path]:
+    """The input tables of figure `name`, once what drawing it takes is there: a known name,
+    the value of the study key it needs, its tables in `study_dir` (ValueError naming each)."""
+    if name not in FIGURES:
+        raise ValueError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
+    spec = FIGURES[name]
+    if spec.needs and setting is None:
+        raise ValueError(f"figure {name!r} needs the value of the study key {spec.needs!r} "
+                         "(--settings)")
+    files = [Path(study_dir) / f"{table}.parquet" for table in spec.inputs]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise ValueError(f"figure {name!r}: no aggregated table {missing} (the workflow's "
+                         "aggregate rule, or rnnbench.aggregate.aggregate_study, writes it)")
+    return files
+
+
 def render(name: str, study_dir, setting=None) -> list[Path]:
     """Draw figure `name` of the study in `study_dir` from its aggregated tables into
     `study_dir/figures/<name>.png|pdf`; `setting`: the value of the study key it needs."""
-    if name not in FIGURES:
-        raise ValueError(f"unknown figure {name!r}; known: {sorted(FIGURES)}")
+    files = check(name, study_dir, setting)
     import pandas as pd
 
     from . import plots
 
     spec = FIGURES[name]
+    tables = [pd.read_parquet(f) for f in files]
+    stem = Path(study_dir) / "figures" / name
     draw = getattr(plots, spec.draw)
-    study_dir = Path(study_dir)
-    tables = [pd.read_parquet(study_dir / f"{table}.parquet") for table in spec.inputs]
-    stem = study_dir / "figures" / name
     return draw(*tables, stem, setting) if spec.needs else draw(*tables, stem)
 
 
 def render_all(study_dir, settings: dict, jobs: int = 1) -> list[Path]:
     """Draw several figures of the study in `study_dir` (`settings`: figure name -> the value
     of the study key it needs, None if none), `jobs` at a time; returns their paths in the
-    order of `settings`. Unknown names stop before anything is drawn.
+    order of `settings`. Every figure is checked (`check`) before any is drawn.
 
     The workers are forked after matplotlib and pandas are imported, so each figure costs its
-    drawing only (a process per figure spent about as long importing as drawing). A pool forks
-    all its workers before it starts its own threads, so no worker inherits a held lock."""
+    drawing only (a process per figure spent about as long importing as drawing). The pool
+    forks them all at its first task, before it starts threads of its own; a worker that dies
+    breaks the pool (BrokenProcessPool) instead of leaving its figure waited for."""
     unknown = [name for name in settings if name not in FIGURES]
     if unknown:
         raise ValueError(f"unknown figure(s) {unknown}; known: {sorted(FIGURES)}")
+    inputs = {name: check(name, study_dir, setting) for name, setting in settings.items()}
     from . import plots  # noqa: F401 - before forking: the workers share the imports
 
     items = list(settings.items())
     if jobs <= 1 or len(items) <= 1:
         return [path for name, setting in items for path in _render_named(name, study_dir, setting)]
     # Largest inputs first (a proxy for drawing time), so that the short ones fill the end.
-    order = sorted(items, key=lambda item: -_input_bytes(item[0], study_dir))
-    with multiprocessing.get_context("fork").Pool(min(jobs, len(items))) as pool:
-        pending = {name: pool.apply_async(_render_named, (name, study_dir, setting))
+    order = sorted(items, key=lambda item: -sum(f.stat().st_size for f in inputs[item[0]]))
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(min(jobs, len(items)), mp_context=context) as pool:
+        pending = {name: pool.submit(_render_named, name, study_dir, setting)
                    for name, setting in order}
-        return [path for name, _ in items for path in pending[name].get()]
-
-
-def _input_bytes(name: str, study_dir) -> int:
-    files = [Path(study_dir) / f"{table}.parquet" for table in FIGURES[name].inputs]
-    return sum(f.stat().st_size for f in files if f.is_file())
+        return [path for name, _ in items for path in pending[name].result()]
 
 
 def _render_named(name: str, study_dir, setting) -> list[Path]:

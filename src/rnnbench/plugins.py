@@ -1,8 +1,8 @@
 """Plug-ins: a new recurrent method (cell, activation, init scheme or task) is one Python file.
 
 A plug-in is a file whose import calls the registries: `rnnbench.register_cell`,
-`register_activation`, `register_init`, `register_task`. `load_plugins` imports them from,
-in this order:
+`register_activation`, `register_init`, `register_task`. `load_plugins` imports them from
+(all four by default, in this order):
 
 1. every `*.py` in `methods/` of the working directory (the project root, where Snakemake
    runs), except files starting with `_` (helpers) or `template_` (skeletons to copy);
@@ -12,13 +12,16 @@ in this order:
 4. the entry points of group `rnnbench.plugins` of installed packages: a module (imported) or
    a callable (called without arguments).
 
-What loads what: `load_plugins` imports every source (`rnnbench list`, and code that asks). A
-study (`load_study`: the Snakemake process, `rnnbench validate|compare`), a training job and
-`rnnbench run` import the sources they are given (a study's `plugins:`, `--plugin`,
-$RNNBENCH_PLUGINS) and then `load_needed`: methods/ and the entry points only when a cell,
-activation, init scheme or task the runs name is not registered yet. A study of built-in names
-thus imports no plug-in, nor torch, which plug-ins import (reading the workflow costs about two
-seconds less), and a broken file in methods/ stops only what needs methods/.
+What loads what: `load_plugins` imports every source (`rnnbench list|paper`, and code that
+asks). A study (`load_study`: the Snakemake process, `rnnbench validate|compare`), a training
+job and `rnnbench run` first import the sources they are given (2 and 3: a study's `plugins:`,
+`--plugin`, $RNNBENCH_PLUGINS), then `load_needed`: 1 and 4 only when a cell, activation, init
+scheme or task the runs name is not registered yet. A study of built-in names thus imports no
+plug-in, nor torch, which plug-ins import (docs/performance.md: the workflow is read in less
+than half the time), and a broken file in methods/ stops only what needs methods/. For the same
+reason a plug-in that replaces a built-in name (`overwrite=True`) belongs in a study's
+`plugins:` or $RNNBENCH_PLUGINS: from methods/ it would apply only where something else sent
+the process looking there.
 
 Each file is imported once per process, as a module named `rnnbench_plugin_<stem>_<hash>`;
 loading it again is a no-op. A file that raises on import, or that registers a name already

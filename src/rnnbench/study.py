@@ -92,14 +92,14 @@ class Study:
                 self.folder(cfg) for cfg in members]
         return chunks, groups
 
-    def names(self) -> set[tuple[str, str]]:
+    def registry_names(self) -> set[tuple[str, str]]:
         """(field, value) of every cell, activation, init and task the runs name
         (plugins.NAMED_FIELDS), from `fixed`, the methods' overrides and the axes: known before
         any run is built, so that the plug-ins that register them can be loaded first."""
         from .plugins import NAMED_FIELDS, names_of
         pairs = names_of([self.fixed, *self.methods.values()])
-        for field in NAMED_FIELDS:
-            pairs |= names_of({field: value} for value in self.axes.get(field, ()))
+        for key in NAMED_FIELDS:
+            pairs |= names_of({key: value} for value in self.axes.get(key, ()))
         return pairs
 
     def runs(self) -> list[RunConfig]:
@@ -226,7 +226,7 @@ def load_study(source, base_dir=None) -> Study:
         paper=_paper(data.get("paper"), where),
     )
     try:  # methods/ and entry points, if the runs name something not registered yet
-        load_needed(study.names())
+        load_needed(study.registry_names())
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     _check_plugin_cells(study.runs(), where)  # validate every run now

@@ -27,8 +27,9 @@ validate(config, "../schemas/config.schema.yaml")
 # The study file given last (--configfile replaces config/config.yaml): `plugins:` paths are
 # relative to it, as for `rnnbench validate FILE`.
 STUDY_FILE = Path(workflow.configfiles[-1]) if workflow.configfiles else Path("config/config.yaml")
-# load_study loads the plug-ins first (methods/, `plugins:`, the environment, entry points);
-# they and the registries import torch, whose objects are then kept out of the collector's way
+# load_study loads the study's `plugins:` and the environment's, and methods/ and entry points
+# only for names not registered yet (rnnbench.plugins.load_needed): a study of built-in names is
+# read without torch. Whatever they import is then kept out of the collector's way
 with imports_settled():  # (rnnbench.process)
     STUDY = load_study(config, base_dir=STUDY_FILE.resolve().parent)
 if STUDY.plugins:  # every job's process loads them too: jobs inherit this environment

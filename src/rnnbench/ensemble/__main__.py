@@ -42,8 +42,8 @@ def main(argv=None) -> int:
         from .grouping import check_group
         with imports_settled():  # torch, the engine and the plug-ins (rnnbench.process)
             load_plugins(methods_dir=False, entry_points=False)  # $RNNBENCH_PLUGINS
-            load_needed(names_of(v for v in values if isinstance(v, dict)))  # plug-in cells:
-            # check_group then says why they cannot join an ensemble
+            # plug-in cells too: check_group then says why they cannot join an ensemble
+            load_needed(names_of(v for v in values if isinstance(v, dict)))
             import torch
             from .engine import run_group
         cfgs = [RunConfig.from_dict(v, where=f"run {i}") for i, v in enumerate(values)]

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from ..cell_table import BUILTIN_CELLS
+from ..cell_table import BUILTIN_CELLS, BUILTIN_OPTIONS
 from ..registry import (BUILTIN, ENTRY_POINT_GROUP, ENV_VAR, METHODS_DIR, note_registration,
                         origin)
 from .activations import get_activation
@@ -80,10 +80,6 @@ class BuiltinBuilder:
 
     def __repr__(self):
         return f"BuiltinBuilder({self.cell!r})"
-
-
-# The fields each built-in cell understands beyond the common ones (CELL_OPTIONS).
-BUILTIN_OPTIONS = {"rnn": ("activation",), "lstm": ("forget_bias",), "gru": ()}
 
 
 def cells() -> list[str]:
