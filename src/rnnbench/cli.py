@@ -154,16 +154,20 @@ def _chunk_runs(path, kind: str, entries: list) -> list:
 
 def set_threads(n: int):
     """Small recurrent models run fastest on one thread; a sweep parallelises across runs."""
-    import torch
-    torch.set_num_threads(n)
+    # The kernels' tiny GEMMs crawl with spare BLAS threads. OpenBLAS reads its thread count
+    # from the environment when it loads (a chunk job sets it): asking threadpoolctl to inspect
+    # every loaded library then costs a chunk's start-up for nothing.
+    blas_set = os.environ.get("OPENBLAS_NUM_THREADS", os.environ.get("OMP_NUM_THREADS")) == str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    else:  # a Numba run may never load torch; if something does, torch reads these when it
+        # loads (MKL's too: Numba's OpenMP threads may have started with another count by then)
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(n)
     import numba
 
     from .reference import blas_threads
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    # The kernels' tiny GEMMs crawl with spare BLAS threads. OpenBLAS reads its thread count
-    # from the environment when it loads (a chunk job sets it): asking threadpoolctl to inspect
-    # every loaded library then costs a chunk's start-up for nothing.
-    if os.environ.get("OPENBLAS_NUM_THREADS", os.environ.get("OMP_NUM_THREADS")) != str(n):
+    if not blas_set:
         blas_threads(n)
 
 

@@ -48,8 +48,8 @@ from torch import nn
 
 from . import models, registry
 # The scheme registry holds no torch, so that a study's names are checked without it.
-from .init_schemes import (DEFAULT_SCALE, SCHEMES, UserScheme, register_init,  # noqa: F401
-                           scheme_entry, schemes)
+from .init_schemes import (DEFAULT_SCALE, SCHEMES, UserScheme, init_seed,  # noqa: F401
+                           register_init, scheme_entry, schemes)
 
 IRNN_INPUT_STD = 1e-3    # Le et al. 2015
 SMART_NONZERO = 15       # incoming recurrent weights per unit, Pascanu et al. 2013
@@ -197,11 +197,6 @@ def apply(model: nn.Module, cfg, generator: torch.Generator) -> nn.Module:
     if cfg.forget_bias:
         _add_forget_bias(rnn, cfg.forget_bias)
     return model
-
-
-def init_seed(seed: int) -> int:
-    """Seed of the weight initialisation, separate from the data stream's."""
-    return int(np.random.SeedSequence([seed, 0x1417]).generate_state(1)[0])
 
 
 def build_initialised_model(cfg, task) -> nn.Module:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import importlib.metadata
 import os
 import platform
 import socket
@@ -95,26 +96,33 @@ def _git_state() -> tuple[str, bool]:
     return commit, dirty
 
 
+def _version(package: str) -> str:
+    """The package's version, from the loaded module, else from its installed metadata (a
+    Numba run does not import torch to record it)."""
+    module = sys.modules.get(package)
+    if module is not None:
+        return module.__version__
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
 def provenance(device: str = "cpu") -> dict:
     """Versions, git commit, device and host: recorded with every result row."""
     import numpy
-    import torch
 
-    try:
-        import numba
-        numba_version = numba.__version__
-    except ImportError:  # pragma: no cover - numba is a dependency
-        numba_version = "missing"
     commit, dirty = _git_state()
-    if device.startswith("cuda") and torch.cuda.is_available():
-        device_name = torch.cuda.get_device_name(torch.device(device))
-    else:
-        device_name = platform.processor() or platform.machine()
+    device_name = platform.processor() or platform.machine()
+    if device.startswith("cuda"):
+        import torch
+        if torch.cuda.is_available():
+            device_name = torch.cuda.get_device_name(torch.device(device))
     return {
         "prov_rnnbench": __version__,
-        "prov_torch": torch.__version__,
+        "prov_torch": _version("torch"),
         "prov_numpy": numpy.__version__,
-        "prov_numba": numba_version,
+        "prov_numba": _version("numba"),
         "prov_python": sys.version.split()[0],
         "prov_git_commit": commit,
         "prov_git_dirty": dirty,

@@ -46,13 +46,12 @@ def run(config, out_dir=None, progress: bool | None = None, stop_after: int | No
     `checkpoint_every` > 0 a checkpoint is kept there and resumed from. `stop_after` ends the
     process's work after that many steps without writing results (used to test resumption).
     """
-    # Imported here so that `import rnnbench` (and the Snakemake process) stays free of torch
-    # until a run is built.
-    from .backends import make_backend
-    from .models import resolve_hidden
+    from .backends import make_backend  # here: `import rnnbench` loads no backend
 
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
-    cfg = resolve_hidden(cfg)  # match_params sets hidden (a study has resolved it already)
+    if cfg.match_params:  # it sets hidden (a study has resolved it already)
+        from .models import resolve_hidden  # torch: it counts models' parameters
+        cfg = resolve_hidden(cfg)
     task = tasks.make(cfg.task, cfg.T, **cfg.task_options)
     backend = make_backend(cfg, task)
     out_dir = Path(out_dir) if out_dir is not None else None

@@ -6,19 +6,31 @@
 The contract (`Backend`, a Protocol) is base.py; selection.py decides which backend and device
 a run gets; one module per backend: torch_backend.py (any cell, CPU or GPU) and
 numba_backend.py (CPU, through the Numba reference kernels); precision.py is the GPU precision
-policy. Both backends start from `init.build_initialised_model(cfg, task)`, so a seed gives the
-same weights on either.
+policy. Both backends start from `init.build_initialised_model(cfg, task)`'s weights (the Numba
+backend draws them in numpy where `init_numpy` can, without importing torch), so a seed gives
+the same weights on either.
 """
 from __future__ import annotations
 
+import importlib
+
 from ..config import RunConfig
 from .base import Backend
-from .precision import set_precision
 from .selection import resolve_backend, resolve_device
-from .torch_backend import TorchBackend
 
 __all__ = ["Backend", "TorchBackend", "make_backend", "resolve_backend", "resolve_device",
            "set_precision"]
+
+# Loaded on first use (PEP 562), as they import torch: a Numba run's process does not need it.
+_LAZY = {"TorchBackend": "torch_backend", "set_precision": "precision"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
 
 
 def make_backend(cfg: RunConfig, task) -> Backend:
@@ -30,4 +42,5 @@ def make_backend(cfg: RunConfig, task) -> Backend:
     if name == "ensemble":
         raise ValueError("field 'backend': 'ensemble' trains groups of runs; use "
                          "rnnbench.ensemble.run_group (the pipeline does this for you)")
+    from .torch_backend import TorchBackend
     return TorchBackend(cfg, task)

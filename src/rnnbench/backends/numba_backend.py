@@ -1,6 +1,7 @@
 """CPU training through the Numba reference kernels: forward, BPTT, clipping and the optimiser
 update, all in numpy/Numba. Same seed and init as the torch backend (the starting weights are
-copied once from the same torch model, which is then dropped), and the same update rules as
+`init.build_initialised_model`'s: drawn in numpy where `init_numpy` reproduces torch's draws,
+which spares the process importing torch, else copied once from that torch model), and the same update rules as
 torch.optim, so in float64 the two learning curves agree to rounding (tests/test_train.py,
 test_numba_backend_learning_curve_equals_torch_float64).
 
@@ -10,16 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import math
+import platform
 
+import numba
 import numpy as np
-import torch
+from llvmlite import ir
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .. import reference
 from ..cell_table import GATE_COUNT
 from ..config import RunConfig
-from ..diagnostics import gradient_flow
-from ..init import build_initialised_model
-from ..models.network import gated_spectral_radius
+from ..diagnostics import gated_spectral_radius, gradient_flow
+from ..init_numpy import initial_arrays
 from ..optim import NumpyOptimizer, numpy_clip
 from ..tasks.losses import loss_grad, numpy_loss
 
@@ -33,11 +37,10 @@ class NumbaBackend:
     def __init__(self, cfg: RunConfig, task):
         self.cfg, self.task = cfg, task
         self.dtype = np.float64 if cfg.dtype == "float64" else np.float32
-        model = build_initialised_model(cfg, task)  # the torch backend's starting weights
-        rnn, head = model.rnn, model.head
-        arrays = {k: _numpy(getattr(rnn, f"{k}_l0"), self.dtype) for k in RNN_KEYS}
-        arrays["head_weight"] = _numpy(head.weight, self.dtype)
-        arrays["head_bias"] = _numpy(head.bias, self.dtype)
+        arrays = initial_arrays(cfg, task)  # the torch backend's starting weights
+        if arrays is None:  # a scheme that only torch draws
+            arrays = _torch_initial_arrays(cfg, task)
+        arrays = {k: np.ascontiguousarray(a, dtype=self.dtype) for k, a in arrays.items()}
         # All parameters live in one buffer (self.params are views of it): clipping and the
         # optimiser update are then a few numpy calls on one array instead of a few per array.
         self.flat = np.concatenate([a.ravel() for a in arrays.values()])
@@ -45,7 +48,7 @@ class NumbaBackend:
         for k, a in arrays.items():
             self.params[k] = self.flat[offset:offset + a.size].reshape(a.shape)
             offset += a.size
-        self.hidden = rnn.hidden_size
+        self.hidden = cfg.hidden
         self.optimizer = NumpyOptimizer(cfg, {"all": self.flat})
 
     # --- forward and readout ------------------------------------------------------------
@@ -146,7 +149,7 @@ def flushing_subnormals() -> bool:
 @contextlib.contextmanager
 def subnormals_flushed(enabled: bool = True):
     """Inside the block this thread reads subnormal floats as zero and flushes subnormal results
-    to zero (x86's DAZ and FTZ; a no-op where torch cannot set them).
+    to zero (x86's DAZ and FTZ; elsewhere what torch.set_flush_denormal sets, if anything).
 
     Why: where gradients vanish, the BPTT error δ_t falls below float32's smallest normal number
     (1.2e-38) after some dozens of steps back, and on x86 each operation on a subnormal takes a
@@ -160,12 +163,69 @@ def subnormals_flushed(enabled: bool = True):
     if not enabled or flushing_subnormals():
         yield
         return
-    torch.set_flush_denormal(True)
+    if not X86:  # torch knows the other architectures' flags
+        import torch
+        torch.set_flush_denormal(True)
+        try:
+            yield
+        finally:
+            torch.set_flush_denormal(False)
+        return
+    saved = _set_daz_ftz()
     try:
         yield
     finally:
-        torch.set_flush_denormal(False)
+        _write_mxcsr_jit(saved)
 
 
-def _numpy(tensor, dtype):
-    return np.ascontiguousarray(tensor.detach().cpu().numpy().astype(dtype))
+# x86's SSE control register MXCSR, read and written by LLVM's intrinsics: torch's
+# set_flush_denormal does the same, but importing torch costs a job two seconds.
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+MXCSR_DAZ_FTZ = (1 << 6) | (1 << 15)  # denormals-are-zero, flush-to-zero
+
+
+def _mxcsr_call(builder, name, slot):
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()]), name)
+    builder.call(function, [builder.bitcast(slot, ir.IntType(8).as_pointer())])
+
+
+@intrinsic
+def _read_mxcsr(typingctx):
+    def codegen(context, builder, signature, args):
+        slot = cgutils.alloca_once(builder, ir.IntType(32))
+        _mxcsr_call(builder, "llvm.x86.sse.stmxcsr", slot)
+        return builder.load(slot)
+    return numba.types.uint32(), codegen
+
+
+@intrinsic
+def _write_mxcsr(typingctx, value):
+    def codegen(context, builder, signature, args):
+        slot = cgutils.alloca_once(builder, ir.IntType(32))
+        builder.store(args[0], slot)
+        _mxcsr_call(builder, "llvm.x86.sse.ldmxcsr", slot)
+        return context.get_dummy_value()
+    return numba.types.void(numba.types.uint32), codegen
+
+
+@numba.njit(cache=True)
+def _set_daz_ftz():
+    """Set DAZ and FTZ in this thread's MXCSR; returns the register's previous value."""
+    saved = _read_mxcsr()
+    _write_mxcsr(np.uint32(saved | MXCSR_DAZ_FTZ))
+    return saved
+
+
+@numba.njit(cache=True)
+def _write_mxcsr_jit(value):
+    _write_mxcsr(np.uint32(value))
+
+
+def _torch_initial_arrays(cfg, task) -> dict[str, np.ndarray]:
+    from ..init import build_initialised_model  # imports torch
+
+    model = build_initialised_model(cfg, task)
+    arrays = {k: getattr(model.rnn, f"{k}_l0") for k in RNN_KEYS}
+    arrays["head_weight"], arrays["head_bias"] = model.head.weight, model.head.bias
+    return {k: p.detach().cpu().numpy() for k, p in arrays.items()}

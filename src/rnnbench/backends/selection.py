@@ -4,17 +4,41 @@
 """
 from __future__ import annotations
 
-import torch
+import importlib.util
+import re
+import sys
+from pathlib import Path
 
 from .. import models
 from ..cell_table import KERNEL_ACTIVATIONS, numba_trains
 from ..config import RunConfig
 
 
+def cuda_available() -> bool:
+    """torch.cuda.is_available(), without importing torch where its build has no GPU support
+    (its version.py names no CUDA or ROCm version): a CPU run's process then need not load it."""
+    if "torch" not in sys.modules and not _torch_build_has_gpu():
+        return False
+    import torch
+    return torch.cuda.is_available()
+
+
+def _torch_build_has_gpu() -> bool:
+    spec = importlib.util.find_spec("torch")
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text()
+    except (AttributeError, TypeError, OSError):
+        return True  # not the usual layout: ask torch
+    versions = dict(re.findall(r"^(cuda|hip)\b[^=]*=\s*(.+?)\s*$", text, flags=re.M))
+    if set(versions) != {"cuda", "hip"}:
+        return True
+    return any(v != "None" for v in versions.values())
+
+
 def resolve_device(device: str) -> str:
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
+        return "cuda" if cuda_available() else "cpu"
+    if device == "cuda" and not cuda_available():
         raise ValueError("field 'device': 'cuda' requested but no CUDA device is available")
     return device
 

@@ -6,6 +6,8 @@ import math
 import torch
 from torch import nn
 
+from ..diagnostics import gated_spectral_radius
+
 
 class SequenceModel(nn.Module):
     """x (B, L, I) -> (B, out) from the last step, or (B, L, out) on every step (`per_step`).
@@ -62,16 +64,3 @@ def spectral_radius(model: nn.Module) -> float:
     if weight is None or weight.dim() != 2 or weight.shape[0] != rnn.gate_count * weight.shape[1]:
         return math.nan
     return gated_spectral_radius(weight, rnn.gate_count)
-
-
-@torch.no_grad()
-def gated_spectral_radius(weight, gate_count: int) -> float:
-    """max over the gate blocks of a (G*H, H) recurrent weight (a tensor or numpy array) of
-    max |eigenvalue|, in float64 on the CPU; NaN when the weight is not finite (a diverged run).
-    Every backend calls this one function, so their values agree to the last bit."""
-    weight = torch.as_tensor(weight).detach()
-    weight = weight.to("cpu", torch.complex128 if weight.is_complex() else torch.float64)
-    if not torch.isfinite(weight).all():
-        return math.nan
-    return max(float(torch.linalg.eigvals(block).abs().max())
-               for block in gate_blocks(weight, gate_count))
