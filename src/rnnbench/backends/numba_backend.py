@@ -1,9 +1,9 @@
 """CPU training through the Numba reference kernels: forward, BPTT, clipping and the optimiser
 update, all in numpy/Numba. Same seed and init as the torch backend (the starting weights are
 `init.build_initialised_model`'s: drawn in numpy where `init_numpy` reproduces torch's draws,
-which spares the process importing torch, else copied once from that torch model), and the same update rules as
-torch.optim, so in float64 the two learning curves agree to rounding (tests/test_train.py,
-test_numba_backend_learning_curve_equals_torch_float64).
+which spares the process importing torch, else copied once from that torch model), and the
+same update rules as torch.optim, so in float64 the two learning curves agree to rounding
+(tests/test_train.py, test_numba_backend_learning_curve_equals_torch_float64).
 
 float32 steps run with subnormal numbers flushed to zero (`subnormals_flushed`).
 """
