@@ -74,7 +74,7 @@ def _cmd_run_chunk(args) -> int:
     if _chunk_finished(args.spec):  # before the plug-ins: a job with nothing left starts no torch
         print(f"{args.spec}: every run is finished (trained by other chunk jobs)")
         return 0
-    with imports_settled():  # the plug-ins, pandas, and torch for the runs' backends
+    with imports_settled():  # the plug-ins, pandas, and the runs' backends (torch if needed)
         _load_plugins(args)
         spec = read_chunk_spec(args.spec)  # every config checked before the first run trains
         from . import backends  # noqa: F401
@@ -160,8 +160,10 @@ def set_threads(n: int):
     blas_set = os.environ.get("OPENBLAS_NUM_THREADS", os.environ.get("OMP_NUM_THREADS")) == str(n)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
-    else:  # a Numba run may never load torch; if something does, torch reads these when it
-        # loads (MKL's too: Numba's OpenMP threads may have started with another count by then)
+    else:
+        # A Numba run may never load torch. If something does, torch takes its thread count
+        # from these when it loads; MKL's too, since Numba's OpenMP threads may by then have
+        # started with another count, which torch would otherwise follow.
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(n)
     import numba
 

@@ -3,15 +3,12 @@
 For a loss at the last step, the Numba reference kernels give, for every lag k = T - t:
 ‖∂L/∂h_t‖ (the BPTT error δ carried back k steps), the norm of the Jacobian product
 Π W diag f'(net), the seed's bound (β_W β_f)^k, and for the LSTM the product of forget gates
-along the direct cell path. Measured on layer 0, forward direction, in float64. Also the spectral radius of the recurrent
-weight that every backend records (`gated_spectral_radius`).
+along the direct cell path. Measured on layer 0, forward direction, in float64.
 
 A plug-in cell (a black box to the kernels) gets the same ‖∂L/∂h_{T−k}‖ through autograd
 (`autograd_gradient_flow`); its other columns are NaN.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
@@ -37,25 +34,6 @@ def gradient_flow(cfg, params: dict, x, grad_last, phase: str, step: int) -> pd.
     frame.insert(0, "step", step)
     frame.insert(0, "phase", phase)
     return frame
-
-
-def gated_spectral_radius(weight, gate_count: int) -> float:
-    """max over the gate blocks of a (G*H, H) recurrent weight (a numpy array or a tensor) of
-    max |eigenvalue|, in float64 (complex128 for a complex weight) on the CPU, by numpy; NaN
-    when the weight is not finite (a diverged run). Every backend calls this one function, so
-    their values agree to the last bit."""
-    if hasattr(weight, "detach"):  # a torch tensor: its module is loaded already
-        import torch
-        weight = weight.detach().to("cpu", torch.complex128 if weight.is_complex()
-                                    else torch.float64).numpy()
-    weight = np.asarray(weight)
-    weight = weight.astype(np.complex128 if np.iscomplexobj(weight) else np.float64)
-    if weight.ndim != 2 or weight.shape[0] % gate_count:
-        raise ValueError(f"weight of shape {weight.shape} does not split into {gate_count} gates")
-    if not np.isfinite(weight).all():
-        return math.nan
-    return max(float(np.abs(np.linalg.eigvals(block)).max())
-               for block in np.split(weight, gate_count))
 
 
 # Autograd nodes that only reshape or copy their one input: looked through to find the node

@@ -48,8 +48,9 @@ from torch import nn
 
 from . import models, registry
 # The scheme registry holds no torch, so that a study's names are checked without it.
-from .init_schemes import (DEFAULT_SCALE, SCHEMES, UserScheme, init_seed,  # noqa: F401
-                           register_init, scheme_entry, schemes)
+from .init_numpy import init_seed
+from .init_schemes import (DEFAULT_SCALE, SCHEMES, UserScheme, register_init,  # noqa: F401
+                           scheme_entry, schemes)
 
 IRNN_INPUT_STD = 1e-3    # Le et al. 2015
 SMART_NONZERO = 15       # incoming recurrent weights per unit, Pascanu et al. 2013

@@ -66,9 +66,3 @@ def scheme_entry(name: str) -> UserScheme | None:
     if name not in _REGISTRY:
         raise ValueError(f"field 'init': unknown value {name!r}; allowed: {schemes()}")
     return _REGISTRY[name]
-
-
-def init_seed(seed: int) -> int:
-    """Seed of the weight initialisation (a torch.Generator's), separate from the data stream's."""
-    import numpy as np  # here: reading the registry stays standard-library only
-    return int(np.random.SeedSequence([seed, 0x1417]).generate_state(1)[0])

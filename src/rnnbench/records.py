@@ -98,7 +98,8 @@ def _git_state() -> tuple[str, bool]:
 
 def _version(package: str) -> str:
     """The package's version, from the loaded module, else from its installed metadata (a
-    Numba run does not import torch to record it)."""
+    Numba run does not import torch to record it). The two agree for wheels (e.g.
+    2.13.0+cpu); a source build's metadata may name its version differently."""
     module = sys.modules.get(package)
     if module is not None:
         return module.__version__

@@ -22,12 +22,16 @@ from numba.extending import intrinsic
 from .. import reference
 from ..cell_table import GATE_COUNT
 from ..config import RunConfig
-from ..diagnostics import gated_spectral_radius, gradient_flow
-from ..init_numpy import initial_arrays
+from ..diagnostics import gradient_flow
+from ..init_numpy import RNN_KEYS, initial_arrays
 from ..optim import NumpyOptimizer, numpy_clip
+from ..spectral import gated_spectral_radius
 from ..tasks.losses import loss_grad, numpy_loss
 
-RNN_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+# x86's SSE control register MXCSR, read and written through LLVM's intrinsics: torch's
+# set_flush_denormal sets the same bits, but importing torch costs a job two seconds.
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+MXCSR_DAZ_FTZ = (1 << 6) | (1 << 15)  # denormals-are-zero, flush-to-zero
 
 
 class NumbaBackend:
@@ -163,7 +167,7 @@ def subnormals_flushed(enabled: bool = True):
     if not enabled or flushing_subnormals():
         yield
         return
-    if not X86:  # torch knows the other architectures' flags
+    if not X86 or numba.config.DISABLE_JIT:  # torch knows the other architectures' flags
         import torch
         torch.set_flush_denormal(True)
         try:
@@ -175,13 +179,7 @@ def subnormals_flushed(enabled: bool = True):
     try:
         yield
     finally:
-        _write_mxcsr_jit(saved)
-
-
-# x86's SSE control register MXCSR, read and written by LLVM's intrinsics: torch's
-# set_flush_denormal does the same, but importing torch costs a job two seconds.
-X86 = platform.machine().lower() in ("x86_64", "amd64")
-MXCSR_DAZ_FTZ = (1 << 6) | (1 << 15)  # denormals-are-zero, flush-to-zero
+        _restore_daz_ftz(saved)
 
 
 def _mxcsr_call(builder, name, slot):
@@ -210,6 +208,17 @@ def _write_mxcsr(typingctx, value):
 
 
 @numba.njit(cache=True)
+def mxcsr() -> int:
+    """This thread's MXCSR."""
+    return _read_mxcsr()
+
+
+@numba.njit(cache=True)
+def _set_mxcsr(value):
+    _write_mxcsr(np.uint32(value))
+
+
+@numba.njit(cache=True)
 def _set_daz_ftz():
     """Set DAZ and FTZ in this thread's MXCSR; returns the register's previous value."""
     saved = _read_mxcsr()
@@ -218,8 +227,10 @@ def _set_daz_ftz():
 
 
 @numba.njit(cache=True)
-def _write_mxcsr_jit(value):
-    _write_mxcsr(np.uint32(value))
+def _restore_daz_ftz(saved):
+    """DAZ and FTZ back to their bits in `saved`; the register's other bits as they are now."""
+    now = _read_mxcsr()
+    _write_mxcsr(np.uint32((now & ~MXCSR_DAZ_FTZ) | (saved & MXCSR_DAZ_FTZ)))
 
 
 def _torch_initial_arrays(cfg, task) -> dict[str, np.ndarray]:

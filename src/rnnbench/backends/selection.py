@@ -23,11 +23,17 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _torch_build_has_gpu() -> bool:
+def _torch_version_file() -> Path | None:
+    """torch/version.py of the installed torch, found without importing it."""
     spec = importlib.util.find_spec("torch")
+    origin = getattr(spec, "origin", None)
+    return Path(origin).parent / "version.py" if origin else None
+
+
+def _torch_build_has_gpu() -> bool:
     try:
-        text = (Path(spec.origin).parent / "version.py").read_text()
-    except (AttributeError, TypeError, OSError):
+        text = _torch_version_file().read_text()
+    except (AttributeError, OSError):
         return True  # not the usual layout: ask torch
     versions = dict(re.findall(r"^(cuda|hip)\b[^=]*=\s*(.+?)\s*$", text, flags=re.M))
     if set(versions) != {"cuda", "hip"}:
@@ -46,11 +52,12 @@ def resolve_device(device: str) -> str:
 def resolve_backend(cfg: RunConfig) -> str:
     device = resolve_device(cfg.device)
     if cfg.backend == "auto":
-        return "numba" if device == "cpu" and numba_trains(cfg) else "torch"
+        kernels = numba_trains(cfg) and models.is_builtin(cfg.cell)
+        return "numba" if device == "cpu" and kernels else "torch"
     if cfg.backend == "numba":
         if device != "cpu":
             raise ValueError("field 'backend': 'numba' runs on the CPU; set device: cpu or auto")
-        if models.is_plugin(cfg.cell):
+        if not models.is_builtin(cfg.cell):
             raise ValueError(f"field 'backend': 'numba' has kernels for rnn/lstm/gru only; "
                              f"cell {cfg.cell!r} is a plug-in: use backend torch or auto")
         if not numba_trains(cfg):

@@ -30,7 +30,7 @@ import importlib
 
 from .activations import (Activation, activations, derivative_bound, get_activation,
                           register_activation)
-from .registry import (Cell, cells, cells_with, check_options, get_cell, is_plugin,
+from .registry import (Cell, cells, cells_with, check_options, get_cell, is_builtin, is_plugin,
                        register_cell)
 
 # name -> the submodule that defines it (each imports torch)
@@ -53,6 +53,7 @@ def __getattr__(name: str):
 __all__ = [
     "Activation", "Cell", "LoopRNN", "PluginStack", "SequenceModel", "activations", "build",
     "cells", "cells_with", "check_options", "check_plugin_cell", "count_params",
-    "derivative_bound", "gate_blocks", "get_activation", "get_cell", "is_plugin", "match_hidden",
+    "derivative_bound", "gate_blocks", "get_activation", "get_cell", "is_builtin", "is_plugin",
+    "match_hidden",
     "register_activation", "register_cell", "resolve_hidden", "spectral_radius",
 ]

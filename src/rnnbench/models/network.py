@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from ..diagnostics import gated_spectral_radius
+from ..spectral import gated_spectral_radius
 
 
 class SequenceModel(nn.Module):

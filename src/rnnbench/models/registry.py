@@ -91,6 +91,12 @@ def is_plugin(name: str) -> bool:
     return name in _CELLS and _CELLS[name].plugin
 
 
+def is_builtin(name: str) -> bool:
+    """Whether cell `name` is rnnbench's own rnn/lstm/gru (not a plug-in registered over it):
+    what the Numba kernels implement."""
+    return name in _CELLS and isinstance(_CELLS[name].builder, BuiltinBuilder)
+
+
 def get_cell(name: str) -> Cell:
     """The registered cell `name` (check_options first for a readable error)."""
     return _CELLS[name]
