@@ -138,9 +138,9 @@ def test_subnormal_flags_set_and_restored_without_torch_or_through_it(monkeypatc
     with numba_backend.subnormals_flushed():
         assert numba_backend.flushing_subnormals()
         assert numba_backend.mxcsr() & numba_backend.MXCSR_DAZ_FTZ == numba_backend.MXCSR_DAZ_FTZ
-        numba_backend._set_mxcsr(numba_backend.mxcsr() | (1 << 13))  # round down
+        numba_backend.set_mxcsr(numba_backend.mxcsr() | (1 << 13))  # round down
     after = numba_backend.mxcsr()
-    numba_backend._set_mxcsr(before)  # round to nearest again
+    numba_backend.set_mxcsr(before)  # round to nearest again
     assert after & numba_backend.MXCSR_DAZ_FTZ == before & numba_backend.MXCSR_DAZ_FTZ
     assert after & (1 << 13)
     monkeypatch.setattr(numba_backend, "X86", False)  # the other architectures: torch's flag

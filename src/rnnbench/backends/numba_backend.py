@@ -175,11 +175,12 @@ def subnormals_flushed(enabled: bool = True):
         finally:
             torch.set_flush_denormal(False)
         return
-    saved = _set_daz_ftz()
+    saved = mxcsr()
+    set_mxcsr(saved | MXCSR_DAZ_FTZ)
     try:
         yield
-    finally:
-        _restore_daz_ftz(saved)
+    finally:  # DAZ and FTZ as they were; any other bit changed inside stays
+        set_mxcsr((mxcsr() & ~MXCSR_DAZ_FTZ) | (saved & MXCSR_DAZ_FTZ))
 
 
 def _mxcsr_call(builder, name, slot):
@@ -214,23 +215,9 @@ def mxcsr() -> int:
 
 
 @numba.njit(cache=True)
-def _set_mxcsr(value):
+def set_mxcsr(value):
+    """Write this thread's MXCSR."""
     _write_mxcsr(np.uint32(value))
-
-
-@numba.njit(cache=True)
-def _set_daz_ftz():
-    """Set DAZ and FTZ in this thread's MXCSR; returns the register's previous value."""
-    saved = _read_mxcsr()
-    _write_mxcsr(np.uint32(saved | MXCSR_DAZ_FTZ))
-    return saved
-
-
-@numba.njit(cache=True)
-def _restore_daz_ftz(saved):
-    """DAZ and FTZ back to their bits in `saved`; the register's other bits as they are now."""
-    now = _read_mxcsr()
-    _write_mxcsr(np.uint32((now & ~MXCSR_DAZ_FTZ) | (saved & MXCSR_DAZ_FTZ)))
 
 
 def _torch_initial_arrays(cfg, task) -> dict[str, np.ndarray]:
