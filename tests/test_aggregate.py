@@ -87,6 +87,25 @@ def test_collect_reads_every_run(study_dir):
     assert set(flow["phase"]) == {"start", "end"}
 
 
+def test_collect_equals_pandas_reading_each_file(study_dir):
+    """One conversion of the concatenated files gives what pandas gives file by file: with a
+    column only some runs have, an int column in one run and a float one in another, and a run
+    without gradient-flow rows."""
+    folders = sorted((study_dir / "runs").iterdir())
+    summary = pd.read_parquet(folders[0] / "summary.parquet").assign(ensemble_size=4,
+                                                                      steps_to_solve=150)
+    records.write_parquet(summary, folders[0] / "summary.parquet")
+    records.write_parquet(pd.DataFrame(columns=["run_id", "phase", "step", "lag", "grad_norm"]),
+                          folders[1] / "gradflow.parquet")
+    got = collect(study_dir)
+    for table, name in zip(got, ("summary", "curve", "gradflow")):
+        frames = [pd.read_parquet(f / f"{name}.parquet") for f in folders]
+        expected = pd.concat([f for f in frames if len(f)], ignore_index=True)
+        pd.testing.assert_frame_equal(table, expected)
+    assert got[0]["ensemble_size"].isna().sum() == len(folders) - 1
+    assert got[0]["steps_to_solve"].dtype == np.float64
+
+
 def test_success_table_counts_and_intervals(study_dir):
     runs, _, _ = collect(study_dir)
     table = success_table(runs)
@@ -235,6 +254,17 @@ def test_figures_drawn_in_forked_workers_are_those_drawn_in_one_process(study_di
         assert path.stat().st_size > 1000, path
         if path.suffix == ".png":
             assert path.read_bytes() == drawn[path.name], path.name
+
+
+def test_workers_take_the_costliest_figures_first(study_dir):
+    """The figure of two panels per (task, T) first, those of one next, the larger input
+    first among equals, the one-panel figure last."""
+    aggregate_study(study_dir)
+    inputs = {name: figures.check(name, study_dir) for name in STUDY_FIGURES}
+    assert figures.drawing_order(inputs) == ["gradflow_vs_lag", "learning_curves", "grad_norms",
+                                             "success_vs_T"]
+    larger = dict(inputs, grad_norms=inputs["grad_norms"] + [study_dir / "gradflow.parquet"])
+    assert figures.drawing_order(larger)[:2] == ["gradflow_vs_lag", "grad_norms"]
 
 
 def test_figures_of_unknown_name_stop_before_drawing(study_dir):

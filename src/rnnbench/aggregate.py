@@ -44,15 +44,10 @@ def collect(study_dir, folders=None, allow_missing: bool = False):
                 continue
             raise ValueError(f"run folder {folder} has no summary.parquet (unfinished or missing "
                              "run); rerun it or pass allow_missing=True")
-        summaries.append(records.read_run_file(folder / "summary.parquet"))
-        curves.append(records.read_run_file(folder / "curve.parquet"))
-        flows.append(records.read_run_file(folder / "gradflow.parquet"))
-    return _concat(summaries), _concat(curves), _concat(flows)
-
-
-def _concat(frames) -> pd.DataFrame:
-    frames = [f for f in frames if len(f.columns)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        summaries.append(records.read_run_table(folder / "summary.parquet"))
+        curves.append(records.read_run_table(folder / "curve.parquet"))
+        flows.append(records.read_run_table(folder / "gradflow.parquet"))
+    return tuple(records.concat_run_tables(t) for t in (summaries, curves, flows))
 
 
 # --- statistics ------------------------------------------------------------------------------

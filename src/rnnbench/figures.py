@@ -24,31 +24,33 @@ class FigureSpec:
     inputs: tuple         # names from TABLES
     caption: str          # reStructuredText, shown under the figure in the HTML report
     needs: str = ""       # a study key that must be set for the figure to be drawn
+    cost: int = 1         # panels drawn per (task, T) of the study, about: the workers take
+                          # the costliest figures first, so that the cheap ones fill the end
 
 
 FIGURES: dict[str, FigureSpec] = {
-    "success_vs_T": FigureSpec("success_vs_T", ("runs",), """\
+    "success_vs_T": FigureSpec("success_vs_T", ("runs",), cost=0, caption="""\
 Success rate against sequence length T, one line per method (Pascanu et al. 2013, Fig. 7
 view). Error bars: Wilson 95% score intervals over the seeds of each point; points are
 dodged slightly along T so that bars do not overlap."""),
-    "learning_curves": FigureSpec("learning_curves", ("curves", "runs"), """\
+    "learning_curves": FigureSpec("learning_curves", ("curves", "runs"), cost=1, caption="""\
 Evaluation loss against training step, one panel per sequence length (and task), one line per
 method: median over seeds, shaded band from the smallest to the largest seed. Dashed: the
 task's baseline loss (best input-independent predictor). Log scale; runs stop early when solved,
 so late steps have fewer seeds."""),
-    "grad_norms": FigureSpec("grad_norms", ("curves", "runs"), """\
+    "grad_norms": FigureSpec("grad_norms", ("curves", "runs"), cost=1, caption="""\
 Global gradient norm before clipping against training step, one panel per sequence length,
 one line per method (median over seeds, min-max band; long runs are thinned to about 400
 steps). Dotted: the clipping threshold where global norm clipping is on. Spikes far above it
 are the exploding-gradient events that clipping bounds. Log scale."""),
-    "gradflow_vs_lag": FigureSpec("gradflow_vs_lag", ("gradflow", "runs"), """\
+    "gradflow_vs_lag": FigureSpec("gradflow_vs_lag", ("gradflow", "runs"), cost=2, caption="""\
 Gradient flow through time: norm of the loss gradient with respect to the hidden state k steps
 before the end, relative to its value at lag 0, ‖∂L/∂h_{T−k}‖ / ‖∂L/∂h_T‖, against k, at the
 start and at the end of training (median over seeds). Dashed, same colour: the bound
 (β_W β_f)^k, with β_W and β_f upper bounds of ‖W‖ and ‖diag f'‖; an exponentially falling
 curve is vanishing gradient, a rising one exploding. The axis follows the measured norms; the
 bound may leave it."""),
-    "comparison": FigureSpec("comparison_of_runs", ("runs",), """\
+    "comparison": FigureSpec("comparison_of_runs", ("runs",), cost=0, caption="""\
 Methods against the baseline method (study key ``compare``), one row per method and cell, one
 row of panels per task. Left: success rate minus the baseline's, with Newcombe's 95% interval
 (0 dotted). Right: median final loss relative to the baseline's, with a bootstrap 95% interval
@@ -121,13 +123,19 @@ def render_all(study_dir, settings: dict, jobs: int = 1) -> list[Path]:
     items = list(settings.items())
     if jobs <= 1 or len(items) <= 1:
         return [path for name, setting in items for path in _render_named(name, study_dir, setting)]
-    # Largest inputs first (a proxy for drawing time), so that the short ones fill the end.
-    order = sorted(items, key=lambda item: -sum(f.stat().st_size for f in inputs[item[0]]))
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(min(jobs, len(items)), mp_context=context) as pool:
-        pending = {name: pool.submit(_render_named, name, study_dir, setting)
-                   for name, setting in order}
+        pending = {name: pool.submit(_render_named, name, study_dir, settings[name])
+                   for name in drawing_order(inputs)}
         return [path for name, _ in items for path in pending[name].result()]
+
+
+def drawing_order(inputs: dict) -> list[str]:
+    """The figures of `inputs` (name -> its input files) in the order the workers take them:
+    costliest first (`FigureSpec.cost`, then the largest inputs), so that the short ones fill
+    the end instead of one worker drawing the longest figure alone."""
+    return sorted(inputs, key=lambda name: (-FIGURES[name].cost,
+                                            -sum(f.stat().st_size for f in inputs[name])))
 
 
 def _render_named(name: str, study_dir, setting) -> list[Path]:
