@@ -73,18 +73,22 @@ def write_run(out_dir, summary: dict, curve: pd.DataFrame, gradflow: pd.DataFram
 
 def read_run_file(path) -> pd.DataFrame:
     """Read one result file; a truncated or corrupt file raises a ValueError naming it."""
-    return read_run_table(path).to_pandas()
+    return _read_table(path).to_pandas()
 
 
 def read_run_table(path):
-    """One result file as a pyarrow Table, without its pandas metadata (tables of several runs
-    are concatenated first and converted once: `concat_run_tables`). A truncated or corrupt
+    """One result file as a pyarrow Table without its pandas metadata, for `concat_run_tables`
+    (tables of several runs are concatenated first and converted once). A truncated or corrupt
     file raises a ValueError naming it."""
+    return _read_table(path).replace_schema_metadata(None)
+
+
+def _read_table(path):
     import pyarrow.parquet as pq
 
     path = Path(path)
     try:
-        return pq.ParquetFile(path).read().replace_schema_metadata(None)
+        return pq.ParquetFile(path).read()
     except FileNotFoundError:
         raise ValueError(f"result file missing: {path}") from None
     except Exception as exc:  # pyarrow raises several types for damaged files
@@ -94,8 +98,9 @@ def read_run_table(path):
 def concat_run_tables(tables) -> pd.DataFrame:
     """The rows of several runs' tables as one DataFrame, as `pd.concat` of each file read by
     pandas would give it (columns in order of appearance, an int column of one run and a float
-    column of another read as float), in one conversion: pandas' per-file reading cost several
-    times the parquet decoding, which made aggregation a serial second of a study's end."""
+    column of another read as float; a file without rows adds none), in one conversion:
+    pandas' per-file reading cost several times the parquet decoding, which made aggregation
+    a serial second of a study's end."""
     import pyarrow as pa
 
     tables = [t for t in tables if t.num_columns]
