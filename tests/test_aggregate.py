@@ -88,22 +88,39 @@ def test_collect_reads_every_run(study_dir):
 
 
 def test_collect_equals_pandas_reading_each_file(study_dir):
-    """One conversion of the concatenated files gives what pandas gives file by file: with a
-    column only some runs have, an int column in one run and a float one in another, and a run
-    without gradient-flow rows."""
+    """One conversion of the concatenated files gives what pandas gives file by file, with a
+    column only some runs have and an int column in one run and a float one in another."""
     folders = sorted((study_dir / "runs").iterdir())
     summary = pd.read_parquet(folders[0] / "summary.parquet").assign(ensemble_size=4,
                                                                       steps_to_solve=150)
     records.write_parquet(summary, folders[0] / "summary.parquet")
-    records.write_parquet(pd.DataFrame(columns=["run_id", "phase", "step", "lag", "grad_norm"]),
-                          folders[1] / "gradflow.parquet")
     got = collect(study_dir)
     for table, name in zip(got, ("summary", "curve", "gradflow")):
-        frames = [pd.read_parquet(f / f"{name}.parquet") for f in folders]
-        expected = pd.concat([f for f in frames if len(f)], ignore_index=True)
+        expected = pd.concat([pd.read_parquet(f / f"{name}.parquet") for f in folders],
+                             ignore_index=True)
         pd.testing.assert_frame_equal(table, expected)
     assert got[0]["ensemble_size"].isna().sum() == len(folders) - 1
     assert got[0]["steps_to_solve"].dtype == np.float64
+
+
+def test_collect_gives_a_column_empty_in_some_runs_the_others_type(study_dir):
+    """A column of nulls in one run, or a run without gradient-flow rows, takes the type the
+    other runs have (pandas file by file would give an object column); text in one run and
+    numbers in another give pandas' object column instead of an error."""
+    folders = sorted((study_dir / "runs").iterdir())
+    summary = pd.read_parquet(folders[0] / "summary.parquet").assign(steps_to_solve=None)
+    records.write_parquet(summary, folders[0] / "summary.parquet")
+    records.write_parquet(pd.DataFrame(columns=["run_id", "phase", "step", "lag", "grad_norm"]),
+                          folders[1] / "gradflow.parquet")
+    runs, _, flow = collect(study_dir)
+    assert runs["steps_to_solve"].dtype == np.float64 and np.isnan(runs["steps_to_solve"][0])
+    assert flow["grad_norm"].dtype == np.float64 and flow["lag"].dtype == np.int64
+    assert flow["run_id"].nunique() == len(folders) - 1
+    summary = summary.assign(frac_clipped="n/a")
+    records.write_parquet(summary, folders[0] / "summary.parquet")
+    runs, _, _ = collect(study_dir)
+    assert runs["frac_clipped"].dtype == object
+    assert list(runs["frac_clipped"][:2]) == ["n/a", 0.1]
 
 
 def test_success_table_counts_and_intervals(study_dir):

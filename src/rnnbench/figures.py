@@ -47,7 +47,8 @@ are the exploding-gradient events that clipping bounds. Log scale."""),
 Gradient flow through time: norm of the loss gradient with respect to the hidden state k steps
 before the end, relative to its value at lag 0, ‖∂L/∂h_{T−k}‖ / ‖∂L/∂h_T‖, against k, at the
 start and at the end of training (median over seeds). Dashed, same colour: the bound
-(β_W β_f)^k, with β_W and β_f upper bounds of ‖W‖ and ‖diag f'‖; an exponentially falling
+(β_W β_f)^k = (‖W_hh‖₂ · max|f′|)^k, with β_W and β_f upper bounds of the norms of the
+recurrent weights and of diag f′ (rnn cells only); an exponentially falling
 curve is vanishing gradient, a rising one exploding. The axis follows the measured norms; the
 bound may leave it."""),
     "comparison": FigureSpec("comparison_of_runs", ("runs",), cost=0, caption="""\

@@ -77,9 +77,9 @@ def read_run_file(path) -> pd.DataFrame:
 
 
 def read_run_table(path):
-    """One result file as a pyarrow Table without its pandas metadata, for `concat_run_tables`
-    (tables of several runs are concatenated first and converted once). A truncated or corrupt
-    file raises a ValueError naming it."""
+    """One result file as a pyarrow Table for `concat_run_tables`, without its pandas metadata
+    (it describes that file's columns only, and the first file's would be applied to the
+    concatenated table). A truncated or corrupt file raises a ValueError naming it."""
     return _read_table(path).replace_schema_metadata(None)
 
 
@@ -96,17 +96,22 @@ def _read_table(path):
 
 
 def concat_run_tables(tables) -> pd.DataFrame:
-    """The rows of several runs' tables as one DataFrame, as `pd.concat` of each file read by
-    pandas would give it (columns in order of appearance, an int column of one run and a float
-    column of another read as float; a file without rows adds none), in one conversion:
-    pandas' per-file reading cost several times the parquet decoding, which made aggregation
-    a serial second of a study's end."""
+    """One DataFrame of the rows of several runs' tables (`read_run_table`), converted once:
+    pandas' per-file reading cost several times the parquet decoding, which made aggregation a
+    serial second of a study's end. Columns come in order of appearance, a column missing from
+    a run is null there, and a column takes the type the runs have in common: int in one run
+    and float in another is float; null or without rows in one run takes the others' type.
+    Types with nothing in common (text in one run, numbers in another: runs written by other
+    code) give pandas' concatenation, an object column."""
     import pyarrow as pa
 
     tables = [t for t in tables if t.num_columns]
     if not tables:
         return pd.DataFrame()
-    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    try:
+        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
 
 
 @functools.lru_cache(maxsize=1)
