@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_study.py                  # the default study, 2 cores
     .venv/bin/python benchmarks/bench_study.py --variants chunks=1 chunks=1,no-steal one-per-job
+    .venv/bin/python benchmarks/bench_study.py --variants chunks=1 chunks=1,seeds=4 chunks=1,formats=png
     .venv/bin/python benchmarks/bench_study.py --repeat 3           # medians over 3 rounds
     .venv/bin/python benchmarks/bench_study.py --study config/studies/x.yaml --cores 2
     .venv/bin/python benchmarks/bench_study.py --results results/le2015 --wall 840   # already run
@@ -90,19 +91,39 @@ def plain_script(runs_json: str) -> None:
     Path(runs_json + ".seconds").write_text(json.dumps(seconds))
 
 
+def variant_study(study: dict, variant: str) -> dict:
+    """The study as the variant runs it. A variant is comma-separated items: `chunks=K` (K
+    chunk jobs per core), `no-steal` (jobs do not take each other's runs), `one-per-job` (no
+    chunks), `seeds=N`, `formats=png+svg` (the study's figure_formats)."""
+    study = dict(study, results_dir="results")
+    chunks = {}
+    for item in variant.split(","):
+        key, _, value = item.partition("=")
+        if key == "chunks":
+            chunks["per_core"] = int(value)
+        elif key == "no-steal":
+            chunks["steal"] = False
+        elif key == "one-per-job":
+            chunks["enabled"] = False
+        elif key == "seeds":
+            study["seeds"] = int(value)
+        elif key == "formats":
+            study["figure_formats"] = value.split("+")
+        else:
+            sys.exit(f"variant {variant!r}: unknown item {item!r} (chunks=K, no-steal, "
+                     "one-per-job, seeds=N, formats=png+pdf)")
+    study["chunks"] = {**study.get("chunks", {}), **chunks}
+    return study
+
+
 def workdir(root: Path, study: dict, variant: str) -> Path:
-    """A copy of the workflow whose config/config.yaml is the study with the variant's chunks."""
+    """A copy of the workflow whose config/config.yaml is the study as the variant runs it."""
     shutil.copy(REPO / "Snakefile", root / "Snakefile")
     for d in ("workflow", "config", "profiles/default", "methods"):
         if (REPO / d).exists():
             shutil.copytree(REPO / d, root / d, ignore=shutil.ignore_patterns("__pycache__"))
-    study = dict(study, results_dir="results")
-    if variant == "one-per-job":
-        study["chunks"] = {"enabled": False}
-    else:  # chunks=K or chunks=K,no-steal
-        per_core, _, option = variant.split("=", 1)[1].partition(",")
-        study["chunks"] = {"per_core": int(per_core), "steal": option != "no-steal"}
-    (root / "config" / "config.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    (root / "config" / "config.yaml").write_text(
+        yaml.safe_dump(variant_study(study, variant), sort_keys=False))
     return root
 
 
@@ -186,8 +207,10 @@ def main() -> int:
     parser.add_argument("--study", default=str(REPO / "config" / "config.yaml"))
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--variants", nargs="+", default=["chunks=1"],
-                        help="chunks=K (K chunk jobs per core), chunks=K,no-steal (jobs do not "
-                             "take each other's runs) or one-per-job")
+                        help="comma-separated items: chunks=K (K chunk jobs per core), "
+                             "no-steal (jobs do not take each other's runs), one-per-job, "
+                             "seeds=N, formats=png+pdf (e.g. chunks=1,no-steal or "
+                             "chunks=1,seeds=4,formats=png)")
     parser.add_argument("--results", type=Path,
                         help="a finished study's folder: measure it instead of running a study")
     parser.add_argument("--wall", type=float, help="with --results: its snakemake wall seconds")
@@ -204,14 +227,18 @@ def main() -> int:
     # Rounds interleave the variants and the plain script, so that a change in the host's speed
     # during the benchmark (a shared machine) reaches every variant alike; each ratio is taken
     # within one round, and the table gives the median over the rounds with its range.
+    for variant in args.variants:  # a bad variant stops the benchmark before any run
+        variant_study(study, variant)
     rows = {variant: [] for variant in args.variants}
     for _ in range(args.repeat):
-        plain = None
+        plain = {}  # per set of runs: variants of the same runs take the same steps (seeded)
         for variant in args.variants:
             wall, runs = run_suite(study, variant, args.cores)
-            if plain is None:  # the same runs and steps for every variant (seeded, deterministic)
-                plain = run_plain(runs)
-            rows[variant].append((len(runs), wall, float(runs["wall_time_s"].sum()), plain))
+            key = tuple(sorted(runs["run_id"]))
+            if key not in plain:
+                plain[key] = run_plain(runs)
+            rows[variant].append((len(runs), wall, float(runs["wall_time_s"].sum()),
+                                  plain[key]))
     print(f"\nstudy {study['study']!r}, {args.cores} cores, {args.repeat} round(s) "
           f"(suite core-seconds = cores x wall; plain script: one process, one thread; "
           f"medians over the rounds, ratios with their range)\n")

@@ -284,6 +284,22 @@ def test_workers_take_the_costliest_figures_first(study_dir):
     assert figures.drawing_order(larger)[:2] == ["gradflow_vs_lag", "grad_norms"]
 
 
+def test_figures_in_the_study_formats_only(study_dir):
+    """`figure_formats`: each figure in those formats, PNG always; an unknown format or one
+    without PNG is refused before anything is drawn."""
+    aggregate_study(study_dir)
+    paths = figures.render_all(study_dir, STUDY_FIGURES, jobs=2, formats=["png", "svg"])
+    assert paths == [study_dir / "figures" / f"{name}.{ext}"
+                     for name in STUDY_FIGURES for ext in ("png", "svg")]
+    assert b"<svg" in paths[1].read_bytes()[:400]
+    assert not list((study_dir / "figures").glob("*.pdf"))
+    for formats, word in ((["pdf"], "png"), (["png", "jpeg"], "jpeg"), ("png", "list")):
+        with pytest.raises(ValueError, match=word):
+            figures.render_all(study_dir, {"success_vs_T": None}, formats=formats)
+    assert cli.main(["figures", str(study_dir), "success_vs_T", "--formats", "png"]) == 0
+    assert cli.main(["figures", str(study_dir), "success_vs_T", "--formats", "png,gif"]) == 2
+
+
 def test_figures_of_unknown_name_stop_before_drawing(study_dir):
     aggregate_study(study_dir)
     with pytest.raises(ValueError, match=r"unknown figure\(s\) \['no_such_figure'\]"):
@@ -336,7 +352,7 @@ def test_figures_command_checks_its_arguments(study_dir, capsys):
 def test_curve_panels_draw_the_median_over_seeds_and_the_min_max_band(monkeypatch, tmp_path):
     import numpy as np
     drawn = []
-    monkeypatch.setattr(plots, "save", lambda fig, stem: drawn.append(fig) or [])
+    monkeypatch.setattr(plots, "save", lambda fig, stem, formats: drawn.append(fig) or [])
     runs = pd.DataFrame({"run_id": ["a", "b", "c"], "method": ["m"] * 3, "task": ["adding"] * 3,
                          "T": [10] * 3, "seed": [0, 1, 2], "baseline_loss": [0.17] * 3})
     losses = {"a": [1.0, 0.5, 0.2], "b": [2.0, 0.4, 0.1], "c": [4.0, 0.3, 0.4]}
@@ -420,10 +436,10 @@ def test_study_figures_with_long_names_keep_their_text_inside_the_figure(monkeyp
     flow = pd.concat([r[3] for r in rows], ignore_index=True)
     figures, engines, save = [], [], plots.save
 
-    def recording_save(fig, stem):
+    def recording_save(fig, stem, formats):
         figures.append(fig)
         engines.append(fig.get_layout_engine())  # before `save` drops it
-        return save(fig, stem)
+        return save(fig, stem, formats)
 
     monkeypatch.setattr(plots, "save", recording_save)
     plots.success_vs_T(runs, tmp_path / "s")

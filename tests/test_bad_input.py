@@ -184,6 +184,9 @@ BAD_CONFIGS = [
     ("seeds-duplicate", _set("seeds", [0, 0]), "seeds"),
     ("seeds-str", _set("seeds", "three"), "seeds"),
     ("seed-in-fixed", _set("fixed.seed", 3), "seed"),
+    ("figure_formats-unknown", _set("figure_formats", ["png", "jpeg"]), "figure_formats"),
+    ("figure_formats-without-png", _set("figure_formats", ["pdf"]), "figure_formats"),
+    ("figure_formats-str", _set("figure_formats", "png"), "figure_formats"),
     ("study-missing", _delete("study"), "study"),
     ("study-slash", _set("study", "a/b"), "study"),
 ]
@@ -288,6 +291,8 @@ SNAKEMAKE_BAD = [
     ("top-unknown", _bad_study(_set("colour", "red")), ["colour"], []),
     ("method-bad-value", _bad_study(_set("methods.X", {"cell": "foo"})), ["cell"], ["foo", "X"]),
     ("T-zero-in-axis", _bad_study(_set("axes", {"T": [5, 0]})), ["T"], []),
+    ("figure_formats-unknown", _bad_study(_set("figure_formats", ["png", "jpeg"])),
+     ["figure_formats"], ["jpeg"]),
     ("lr-as-text", _bad_study(_set("fixed.lr", "1e-3")), [], ["fixed.lr", "1e-3", "0.001"]),
 ]
 

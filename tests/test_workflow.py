@@ -69,6 +69,17 @@ def test_study_file_replaces_default_config(tmp_path):
     assert any(line.split()[:2] == ["train_chunk", "2"] for line in out.splitlines()), out
 
 
+def test_figures_rule_draws_the_study_formats(tmp_path):
+    """`figure_formats` reaches the figures' command; by default PNG and PDF."""
+    for study, formats in ((TINY, "png,pdf"), (dict(TINY, figure_formats=["png", "svg"]),
+                                               "png,svg")):
+        wd = workdir(tmp_path / formats, study)
+        res = snakemake(wd, "-n", "-p", "--cores", "2", "results/tiny/figures")
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, out
+        assert f"--formats {formats} " in out, out
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("rnnbench.train") is None,
                     reason="needs the training loop (rnnbench.train) behind `rnnbench run`")

@@ -182,6 +182,7 @@ def _load_plugins(args) -> None:
 
 def _cmd_figures(args) -> int:
     from .figures import FIGURES, render_all
+    from .records import check_figure_formats
     try:
         settings = json.loads(args.settings)
     except json.JSONDecodeError as exc:
@@ -192,9 +193,11 @@ def _cmd_figures(args) -> int:
     if args.jobs < 1:
         raise ValueError(f"--jobs: expected at least 1, got {args.jobs}")
     names = args.names or list(settings) or [n for n, spec in FIGURES.items() if not spec.needs]
+    formats = check_figure_formats(args.formats.split(","), "--formats")
     with imports_settled():  # matplotlib and pandas, which the figures draw with
         from . import plots  # noqa: F401
-    for path in render_all(args.study_dir, {n: settings.get(n) for n in names}, args.jobs):
+    for path in render_all(args.study_dir, {n: settings.get(n) for n in names}, args.jobs,
+                           formats):
         print(path)
     return 0
 
@@ -309,6 +312,8 @@ def main(argv=None) -> int:
                    'study key it needs, e.g. {"comparison": {"baseline": "tanh-RNN"}}')
     p.add_argument("--jobs", type=int, default=1,
                    help="figures drawn at once, each in a forked process (default 1)")
+    p.add_argument("--formats", default="png,pdf",
+                   help="comma-separated file formats, png among them (default png,pdf)")
     p.set_defaults(func=_cmd_figures, loads_plugins=False)  # it builds no runs
     p = sub.add_parser("validate", help="expand and validate a study file")
     p.add_argument("study")

@@ -14,13 +14,15 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from .records import DEFAULT_FIGURE_FORMATS, check_figure_formats
+
 TABLES = ("runs", "curves", "gradflow")  # what aggregation writes: <study_dir>/<name>.parquet
 
 
 @dataclass(frozen=True)
 class FigureSpec:
-    draw: str             # a function of rnnbench.plots: draw(*tables, path_stem) ->
-                          # [png, pdf]; with `needs`, also the value of that study key
+    draw: str             # a function of rnnbench.plots: draw(*tables, path_stem, formats=)
+                          # -> [paths]; with `needs`, also the value of that study key
     inputs: tuple         # names from TABLES
     caption: str          # reStructuredText, shown under the figure in the HTML report
     needs: str = ""       # a study key that must be set for the figure to be drawn
@@ -91,9 +93,11 @@ def check(name: str, study_dir, setting=None) -> list[Path]:
     return files
 
 
-def render(name: str, study_dir, setting=None) -> list[Path]:
+def render(name: str, study_dir, setting=None, formats=DEFAULT_FIGURE_FORMATS) -> list[Path]:
     """Draw figure `name` of the study in `study_dir` from its aggregated tables into
-    `study_dir/figures/<name>.png|pdf`; `setting`: the value of the study key it needs."""
+    `study_dir/figures/<name>.<format>` for each of `formats`; `setting`: the value of the
+    study key it needs."""
+    formats = check_figure_formats(formats)
     files = check(name, study_dir, setting)
     import pandas as pd
 
@@ -103,13 +107,17 @@ def render(name: str, study_dir, setting=None) -> list[Path]:
     tables = [pd.read_parquet(f) for f in files]
     stem = Path(study_dir) / "figures" / name
     draw = getattr(plots, spec.draw)
-    return draw(*tables, stem, setting) if spec.needs else draw(*tables, stem)
+    if spec.needs:
+        return draw(*tables, stem, setting, formats=formats)
+    return draw(*tables, stem, formats=formats)
 
 
-def render_all(study_dir, settings: dict, jobs: int = 1) -> list[Path]:
+def render_all(study_dir, settings: dict, jobs: int = 1,
+               formats=DEFAULT_FIGURE_FORMATS) -> list[Path]:
     """Draw several figures of the study in `study_dir` (`settings`: figure name -> the value
-    of the study key it needs, None if none), `jobs` at a time; returns their paths in the
-    order of `settings`. Every figure is checked (`check`) before any is drawn.
+    of the study key it needs, None if none), `jobs` at a time, each in `formats`; returns
+    their paths in the order of `settings`. Every figure is checked (`check`) before any is
+    drawn.
 
     The workers are forked after matplotlib and pandas are imported, so each figure costs its
     drawing only (a process per figure spent about as long importing as drawing). The pool
@@ -118,15 +126,17 @@ def render_all(study_dir, settings: dict, jobs: int = 1) -> list[Path]:
     unknown = [name for name in settings if name not in FIGURES]
     if unknown:
         raise ValueError(f"unknown figure(s) {unknown}; known: {sorted(FIGURES)}")
+    formats = check_figure_formats(formats)
     inputs = {name: check(name, study_dir, setting) for name, setting in settings.items()}
     from . import plots  # noqa: F401 - before forking: the workers share the imports
 
     items = list(settings.items())
     if jobs <= 1 or len(items) <= 1:
-        return [path for name, setting in items for path in _render_named(name, study_dir, setting)]
+        return [path for name, setting in items
+                for path in _render_named(name, study_dir, setting, formats)]
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(min(jobs, len(items)), mp_context=context) as pool:
-        pending = {name: pool.submit(_render_named, name, study_dir, settings[name])
+        pending = {name: pool.submit(_render_named, name, study_dir, settings[name], formats)
                    for name in drawing_order(inputs)}
         return [path for name, _ in items for path in pending[name].result()]
 
@@ -139,11 +149,11 @@ def drawing_order(inputs: dict) -> list[str]:
                                             -sum(f.stat().st_size for f in inputs[name])))
 
 
-def _render_named(name: str, study_dir, setting) -> list[Path]:
+def _render_named(name: str, study_dir, setting, formats) -> list[Path]:
     """`render`, with the figure's name on any error (a worker's error reaches the parent with
     its traceback as text, which does not say which figure it was drawing)."""
     try:
-        return render(name, study_dir, setting)
+        return render(name, study_dir, setting, formats)
     except Exception as exc:
         exc.add_note(f"while drawing figure {name!r} of {study_dir}")
         raise

@@ -1,7 +1,8 @@
 """Figures of a study (matplotlib's Agg canvas; no pyplot state, safe in workers).
 
 Each function takes the aggregated tables and a path stem and writes `stem.png` and `stem.pdf`
-atomically. Empty inputs give a figure with a note instead of an error.
+atomically (`formats=`: the study's `figure_formats`). Empty inputs give a figure with a note
+instead of an error.
 
 - success_vs_T     success rate vs T per method, Wilson 95% bars (Pascanu et al. 2013, Fig. 7)
 - learning_curves  eval loss vs step per (task, T) panel, median over seeds with min-max band,
@@ -27,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatterSciNotation
 
 from . import records
+from .records import DEFAULT_FIGURE_FORMATS
 from .aggregate import key_columns, success_table
 from .compare import COLUMNS, EXTRA_COLUMNS, compared_runs, comparison_table
 
@@ -72,11 +74,12 @@ def new_figure(n_panels: int = 1, ncols: int = 3, size=(4.2, 3.2), layout="const
     return fig, list(axes[:max(n_panels, 1)])
 
 
-def save(fig: Figure, path_stem) -> list[Path]:
-    """Write `path_stem`.png and .pdf atomically (rendered in memory, then renamed into place)."""
+def save(fig: Figure, path_stem, formats=DEFAULT_FIGURE_FORMATS) -> list[Path]:
+    """Write `path_stem`.<format> for each of `formats` (default png and pdf) atomically
+    (rendered in memory, then renamed into place)."""
     stem = Path(path_stem)
     paths = []
-    for fmt in ("png", "pdf"):
+    for fmt in formats:
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=150)
         paths.append(records.write_bytes(buf.getvalue(), stem.with_name(f"{stem.name}.{fmt}")))
@@ -121,13 +124,13 @@ def band(ax, x, y, lo, hi, colour, label, linestyle="-", marker="o"):
     ax.fill_between(x, lo, hi, color=colour, alpha=BAND_ALPHA, lw=0)
 
 
-def _empty(path_stem, title: str, note: str) -> list[Path]:
+def _empty(path_stem, title: str, note: str, formats=DEFAULT_FIGURE_FORMATS) -> list[Path]:
     fig, (ax,) = new_figure(1, layout="grid")
     ax.set_title(title)
     ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, color="0.4")
     ax.set_xticks([])
     ax.set_yticks([])
-    return save(fig, path_stem)
+    return save(fig, path_stem, formats)
 
 
 def line_labels(runs: pd.DataFrame) -> pd.Series:
@@ -191,11 +194,11 @@ def _positive(s: pd.Series) -> pd.Series:
 
 
 # --- figures ---------------------------------------------------------------------------------
-def success_vs_T(runs: pd.DataFrame, path_stem) -> list[Path]:
+def success_vs_T(runs: pd.DataFrame, path_stem, formats=DEFAULT_FIGURE_FORMATS) -> list[Path]:
     """Success rate vs T, one line per method, Wilson 95% error bars; one panel per task."""
     title = "Success rate vs sequence length"
     if runs.empty:
-        return _empty(path_stem, title, "no finished runs")
+        return _empty(path_stem, title, "no finished runs", formats)
     table = success_table(runs)
     labelled = runs.assign(line=line_labels(runs).values)
     # one line label per configuration row of the success table
@@ -225,10 +228,11 @@ def success_vs_T(runs: pd.DataFrame, path_stem) -> list[Path]:
         ax.set_ylabel("success rate (Wilson 95%)")
         ax.set_title(task if len(tasks) > 1 else title)
         ax.legend(fontsize="small")
-    return save(fig, path_stem)
+    return save(fig, path_stem, formats)
 
 
-def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame, path_stem) -> list[Path]:
+def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame, path_stem,
+                    formats=DEFAULT_FIGURE_FORMATS) -> list[Path]:
     """Eval loss vs step; one panel per (task, T), one line per method (median over seeds,
     min-max band), the task's baseline loss dashed; log y."""
     title = "Evaluation loss"
@@ -236,11 +240,12 @@ def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame, path_stem) -> list
     if not data.empty:
         data = data.assign(eval_loss=_positive(data["eval_loss"])).dropna(subset=["eval_loss"])
     if data.empty:
-        return _empty(path_stem, title, "no evaluation points")
-    return _per_panel(data, runs, "eval_loss", "eval loss", path_stem, _baseline)
+        return _empty(path_stem, title, "no evaluation points", formats)
+    return _per_panel(data, runs, "eval_loss", "eval loss", path_stem, _baseline, formats)
 
 
-def grad_norms(curves: pd.DataFrame, runs: pd.DataFrame, path_stem) -> list[Path]:
+def grad_norms(curves: pd.DataFrame, runs: pd.DataFrame, path_stem,
+               formats=DEFAULT_FIGURE_FORMATS) -> list[Path]:
     """Gradient norm before clipping vs step (median over seeds, min-max band), log y; the
     clipping threshold dotted in panels where norm clipping is on."""
     title = "Gradient norm before clipping"
@@ -248,12 +253,12 @@ def grad_norms(curves: pd.DataFrame, runs: pd.DataFrame, path_stem) -> list[Path
     if not data.empty:
         data = data.assign(grad_norm=_positive(data["grad_norm"])).dropna(subset=["grad_norm"])
     if data.empty:
-        return _empty(path_stem, title, "no gradient norms recorded")
+        return _empty(path_stem, title, "no gradient norms recorded", formats)
     return _per_panel(_thin(data), runs, "grad_norm", "‖∇‖ before clipping", path_stem,
-                      _clip_threshold)
+                      _clip_threshold, formats)
 
 
-def _per_panel(data, runs, y, ylabel, path_stem, decorate):
+def _per_panel(data, runs, y, ylabel, path_stem, decorate, formats):
     panels = _panels(runs[runs["run_id"].isin(data["run_id"])])
     fig, axes = new_figure(len(panels), layout="grid")
     palette = _palette(runs)
@@ -271,7 +276,7 @@ def _per_panel(data, runs, y, ylabel, path_stem, decorate):
         ax.set_title(_panel_title(runs, key))
         ax.set_ylabel(ylabel)
         ax.legend(fontsize="small")
-    return save(fig, path_stem)
+    return save(fig, path_stem, formats)
 
 
 def _baseline(ax, sub):
@@ -287,7 +292,8 @@ def _clip_threshold(ax, sub):
         ax.axhline(thr, color="0.3", ls=":", lw=1, label=f"clip threshold {thr:g}")
 
 
-def gradflow_vs_lag(gradflow: pd.DataFrame, runs: pd.DataFrame, path_stem) -> list[Path]:
+def gradflow_vs_lag(gradflow: pd.DataFrame, runs: pd.DataFrame, path_stem,
+                    formats=DEFAULT_FIGURE_FORMATS) -> list[Path]:
     """||dL/dh_{T-k}|| relative to lag 0 vs lag k per method (median over seeds), at the start
     and end of training; the bound (beta_W beta_f)^k dashed in the method's colour; log y.
     Rows: (task, T); columns: phase."""
@@ -296,7 +302,7 @@ def gradflow_vs_lag(gradflow: pd.DataFrame, runs: pd.DataFrame, path_stem) -> li
     if not data.empty:
         data = data[data["phase"].isin(["start", "end"])]
     if data.empty:
-        return _empty(path_stem, title, "no gradient-flow profiles recorded")
+        return _empty(path_stem, title, "no gradient-flow profiles recorded", formats)
     data = data.assign(grad_norm=_positive(data["grad_norm"]), bound=_positive(data["bound"]))
     ref = (data.sort_values("lag").groupby(["run_id", "phase"])["grad_norm"].first()
            .rename("ref"))
@@ -325,7 +331,7 @@ def gradflow_vs_lag(gradflow: pd.DataFrame, runs: pd.DataFrame, path_stem) -> li
             ax.set_ylabel("‖∂L/∂h(T−k)‖ / ‖∂L/∂h(T)‖")
             ax.set_title(f"{_panel_title(runs, key)}, {phase} of training")
             ax.legend(fontsize="small", title="dashed: (‖W‖₂·max|f′|)ᵏ", title_fontsize="small")
-    return save(fig, path_stem)
+    return save(fig, path_stem, formats)
 
 
 # Verdict -> (colour, marker): blue/orange/grey of the colour-blind palette, told apart by
@@ -334,7 +340,7 @@ VERDICT_STYLE = {"better": (COLORBLIND[0], "^"), "worse": (COLORBLIND[1], "v"),
                  "no evidence": (COLORBLIND[7], "o")}
 
 
-def comparison(comparison: pd.DataFrame, path_stem) -> list[Path]:
+def comparison(comparison: pd.DataFrame, path_stem, formats=DEFAULT_FIGURE_FORMATS) -> list[Path]:
     """Forest plot of a comparison table (rnnbench.compare.comparison_table): one row of panels
     per task, one line per (method, T, other cell keys). Left: success-rate difference with its
     Newcombe 95% interval, zero dotted. Right: median final-loss ratio with its bootstrap 95%
@@ -342,7 +348,7 @@ def comparison(comparison: pd.DataFrame, path_stem) -> list[Path]:
     panel's edge as an open marker. Colour and marker give the verdict."""
     title = "Method vs baseline"
     if comparison.empty:
-        return _empty(path_stem, title, "no comparison rows")
+        return _empty(path_stem, title, "no comparison rows", formats)
     table = comparison.reset_index(drop=True)
     baseline = ", ".join(map(str, pd.unique(table["baseline"])))
     extra = [c for c in table.columns if c not in COMPARISON_COLUMNS]  # cell keys beyond T
@@ -380,16 +386,17 @@ def comparison(comparison: pd.DataFrame, path_stem) -> list[Path]:
                ncols=len(handles), fontsize="small", title_fontsize="small")
     fig.suptitle(f"{title}: {', '.join(map(str, pd.unique(table['method'])))} "
                  f"vs {baseline}")
-    return save(fig, path_stem)
+    return save(fig, path_stem, formats)
 
 
-def comparison_of_runs(runs: pd.DataFrame, path_stem, compare: dict) -> list[Path]:
+def comparison_of_runs(runs: pd.DataFrame, path_stem, compare: dict,
+                       formats=DEFAULT_FIGURE_FORMATS) -> list[Path]:
     """The forest plot of a study with the key `compare`, from its runs: the comparison table is
     recomputed (seeded, so equal to tables/comparison.csv; read back from CSV it would lose its
     types) from the rows the comparison uses (with `compare.tune`: the test seeds at the chosen
     value)."""
     table = comparison_table(compared_runs(runs, compare), compare["baseline"])
-    return comparison(table, path_stem)
+    return comparison(table, path_stem, formats)
 
 
 def _ratio_limits(table) -> tuple[float, float]:

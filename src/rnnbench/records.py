@@ -1,4 +1,5 @@
-"""Result files: provenance, atomic writes, and the layout of one run's folder.
+"""Result files: provenance, atomic writes, the layout of one run's folder, and the file formats
+a study's figures may take.
 
 A run folder holds `curve.parquet`, `gradflow.parquet` and, written last, `summary.parquet`:
 a folder without a readable summary is an unfinished run, never a result.
@@ -21,6 +22,23 @@ import pandas as pd
 from ._version import __version__
 
 RUN_FILES = ("curve.parquet", "gradflow.parquet", "summary.parquet")  # summary last
+FIGURE_FORMATS = ("png", "pdf", "svg")   # what a study's `figure_formats` may list
+DEFAULT_FIGURE_FORMATS = ("png", "pdf")  # PNG for the report, PDF for papers
+
+
+def check_figure_formats(formats, where: str = "figure_formats") -> tuple:
+    """`formats` as a tuple, once it is a list of known formats that includes png (the report
+    shows the PNGs); ValueError naming the problem otherwise."""
+    if isinstance(formats, str) or not isinstance(formats, (list, tuple)) or not formats:
+        raise ValueError(f"{where}: expected a list of formats from {list(FIGURE_FORMATS)}, "
+                         f"got {formats!r}")
+    unknown = [f for f in formats if f not in FIGURE_FORMATS]
+    if unknown:
+        raise ValueError(f"{where}: unknown format(s) {unknown}; known: {list(FIGURE_FORMATS)}")
+    if "png" not in formats:
+        raise ValueError(f"{where}: must include 'png' (the report shows the PNGs), "
+                         f"got {list(formats)}")
+    return tuple(dict.fromkeys(formats))
 
 
 def finished(out_dir) -> bool:

@@ -37,12 +37,14 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from . import records
 from .chunks import CHUNK_DEFAULTS, check_settings, plan
 from .config import (EXPONENT_NUMBER, YAML_NUMBER_HINT, RunConfig, coerce_field, field_names,
                      merge_settings)
 
 TOP_LEVEL_KEYS = ("study", "description", "seeds", "fixed", "methods", "axes", "exclude",
-                  "results_dir", "ensemble", "chunks", "compare", "plugins", "paper")
+                  "results_dir", "ensemble", "chunks", "compare", "plugins", "paper",
+                  "figure_formats")
 ENSEMBLE_DEFAULTS = {"enabled": False, "members_per_job": 256}
 COMPARE_KEYS = ("baseline", "tune", "validation_seeds")
 RESERVED = ("seed", "method")  # set by `seeds` and `methods`, never by fixed/overrides/axes
@@ -63,6 +65,7 @@ class Study:
     compare: dict = field(default_factory=dict)  # {"baseline": method} or {} (no comparison)
     plugins: list = field(default_factory=list)  # absolute paths of the study's plug-ins
     paper: str = ""             # rnnbench.papers analysis of the study ("" = none)
+    figure_formats: tuple = records.DEFAULT_FIGURE_FORMATS  # of the study's figures (figures/), png first
 
     def jobs(self, cores: int = 1, finished=()) -> tuple[dict[str, list[str]],
                                                          dict[str, list[str]]]:
@@ -224,6 +227,8 @@ def load_study(source, base_dir=None) -> Study:
         chunks=check_settings(data.get("chunks") or {}, where),
         plugins=plugins,
         paper=_paper(data.get("paper"), where),
+        figure_formats=records.check_figure_formats(data.get("figure_formats", records.DEFAULT_FIGURE_FORMATS),
+                                     f"{where}: figure_formats"),
     )
     try:  # methods/ and entry points, if the runs name something not registered yet
         load_needed(study.registry_names())

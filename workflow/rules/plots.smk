@@ -1,6 +1,6 @@
-# Figures of the study, PNG (in the report) and PDF: one job draws every entry of
-# rnnbench.figures.FIGURES that the study has (its drawing function, the aggregated tables it
-# reads, its caption). `rnnbench figures` imports matplotlib and pandas once and forks a worker
+# Figures of the study, PNG (in the report) and the other formats of the study key
+# figure_formats (default PDF): one job draws every entry of rnnbench.figures.FIGURES that the
+# study has (its drawing function, the aggregated tables it reads, its caption). `rnnbench figures` imports matplotlib and pandas once and forks a worker
 # per thread, so the figures are drawn on every core at once without a process start each.
 from rnnbench.figures import FIGURES, figure_setting
 
@@ -25,6 +25,7 @@ rule figures:
         captions={name: FIGURES[name].caption for name in STUDY_FIGURES},
         settings=json.dumps({name: figure_setting(name, STUDY) for name in STUDY_FIGURES}),
         study_dir=lambda wildcards: f"{RESULTS}/{wildcards.study}",
+        formats=",".join(STUDY.figure_formats),
         python=PYTHON,
     threads: max(1, len(STUDY_FIGURES))  # Snakemake lowers it to --cores
     log:
@@ -34,4 +35,5 @@ rule figures:
         "../envs/rnnbench.yaml"
     shell:
         "{params.python} -m rnnbench figures {params.study_dir} "
-        "--settings {params.settings:q} --jobs {threads} > {log} 2>&1"
+        "--settings {params.settings:q} --jobs {threads} --formats {params.formats} "
+        "> {log} 2>&1"
