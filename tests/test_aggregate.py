@@ -163,6 +163,9 @@ def test_longest_T_solved(study_dir):
     longest = longest_T_solved(runs).set_index("method")
     assert longest.loc["LSTM", "longest_T_solved"] == 50
     assert math.isnan(longest.loc["tanh-RNN", "longest_T_solved"])
+    # the success table given (as aggregate_study passes it) gives the same table
+    pd.testing.assert_frame_equal(longest_T_solved(runs, success=success_table(runs)),
+                                  longest_T_solved(runs))
 
 
 def test_markdown_without_tabulate():

@@ -1,5 +1,6 @@
 """Study expansion (methods x axes x seeds), run ids, validation messages, and the JSON schema
 of the study config staying in step with RunConfig."""
+import dataclasses
 import typing
 from pathlib import Path
 
@@ -43,6 +44,15 @@ def test_run_ids_unique_stable_and_equal_to_runconfig_ids():
     direct = RunConfig.from_dict({**BASE["fixed"], "cell": "lstm", "T": 20, "seed": 1,
                                   "method": "LSTM"})
     assert direct.run_id() in set(a["run_id"])
+
+
+def test_to_dict_is_asdict_with_its_own_task_options():
+    cfg = RunConfig.from_dict({"task": "adding", "T": 10, "task_options": {"solve_threshold": 0.02}})
+    values = cfg.to_dict()
+    assert values == dataclasses.asdict(cfg) and list(values) == field_names()
+    values["task_options"]["solve_threshold"] = 0.5   # a copy: the frozen config keeps its own
+    assert cfg.task_options == {"solve_threshold": 0.02}
+    assert cfgmod.field_types() == typing.get_type_hints(RunConfig)
 
 
 def test_table_has_run_id_label_and_every_field():

@@ -107,11 +107,13 @@ def success_table(runs: pd.DataFrame) -> pd.DataFrame:
     return _sorted(table, runs, keys)
 
 
-def longest_T_solved(runs: pd.DataFrame, threshold: float = SUCCESS_THRESHOLD) -> pd.DataFrame:
+def longest_T_solved(runs: pd.DataFrame, threshold: float = SUCCESS_THRESHOLD,
+                     success: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per method (and per value of any other varying field): the largest T whose success rate
     is >= `threshold` (NaN if no T reaches it), its success rate, and the largest T tested.
-    Shorter T need not all be solved: the rule looks at each T on its own."""
-    table = success_table(runs)
+    Shorter T need not all be solved: the rule looks at each T on its own. `success`: the
+    runs' success_table, if the caller has it already."""
+    table = success_table(runs) if success is None else success
     keys = [c for c in key_columns(runs) if c != "T"]
     columns = keys + ["longest_T_solved", "success_rate_at_longest", "max_T_tested",
                       "T_tested"]
@@ -167,8 +169,10 @@ def aggregate_study(study_dir, study=None, allow_missing: bool = False) -> dict[
     study_dir = Path(study_dir)
     folders = None
     if study is not None:
-        plan = study.table()[["run_id", "label"]]
-        folders = list(study.folders().values())
+        configs = study.runs()  # built and validated once: each call builds them all again
+        plan = pd.DataFrame({"run_id": [cfg.run_id() for cfg in configs],
+                             "label": [study.label(cfg) for cfg in configs]})
+        folders = [study.folder(cfg) for cfg in configs]
     runs, curves, gradflow = collect(study_dir, folders, allow_missing=allow_missing)
     if study is not None and not runs.empty:
         runs = runs.drop(columns=["label"], errors="ignore").merge(plan, on="run_id", how="left")
@@ -179,7 +183,8 @@ def aggregate_study(study_dir, study=None, allow_missing: bool = False) -> dict[
         "gradflow": records.write_parquet(gradflow, study_dir / "gradflow.parquet"),
     }
     tables = study_dir / "tables"
-    out["success"], out["success_md"] = write_table(success_table(runs), tables / "success")
-    out["longest_T"], out["longest_T_md"] = write_table(longest_T_solved(runs),
-                                                        tables / "longest_T")
+    success = success_table(runs)
+    out["success"], out["success_md"] = write_table(success, tables / "success")
+    out["longest_T"], out["longest_T_md"] = write_table(
+        longest_T_solved(runs, success=success), tables / "longest_T")
     return out

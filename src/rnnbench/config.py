@@ -5,7 +5,8 @@ the result tables, so a new axis is a new field here and nothing else.
 """
 from __future__ import annotations
 
-import dataclasses
+import copy
+import functools
 import hashlib
 import json
 import math
@@ -79,12 +80,16 @@ class RunConfig:
         if unknown:
             raise ValueError(
                 f"{where}: unknown config key(s) {unknown}; allowed keys: {sorted(known)}")
-        hints = typing.get_type_hints(cls)
+        hints = field_types()
         coerced = {k: coerce_field(k, v, hints[k], where) for k, v in values.items()}
         return cls(**coerced)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field by name, as dataclasses.asdict gives it (task_options a deep copy),
+        without its recursive copy of every other field's immutable value."""
+        return {f.name: copy.deepcopy(value) if isinstance(value := getattr(self, f.name),
+                                                           (dict, list)) else value
+                for f in fields(self)}
 
     def replace(self, **changes) -> "RunConfig":
         return RunConfig.from_dict({**self.to_dict(), **changes})
@@ -178,9 +183,16 @@ def _choice(name, value, allowed):
         raise ValueError(f"field '{name}': unknown value {value!r}; allowed: {sorted(allowed)}")
 
 
+@functools.cache
+def field_types() -> dict:
+    """RunConfig's field name -> type. Resolved once: typing.get_type_hints evaluates every
+    annotation string again at each call, and every RunConfig built is checked against them."""
+    return typing.get_type_hints(RunConfig)
+
+
 def validate(cfg: RunConfig) -> None:
     """Value checks that need no compute (nor torch: the registries' names hold none)."""
-    hints = typing.get_type_hints(RunConfig)
+    hints = field_types()
     for f in fields(RunConfig):  # type check also for direct construction
         coerce_field(f.name, getattr(cfg, f.name), hints[f.name], "config")
     positive = ("T", "hidden", "layers", "batch_size", "steps", "eval_interval", "eval_size")

@@ -30,7 +30,6 @@ import hashlib
 import itertools
 import json
 import re
-import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -40,7 +39,7 @@ import yaml
 from . import records
 from .chunks import CHUNK_DEFAULTS, check_settings, plan
 from .config import (EXPONENT_NUMBER, YAML_NUMBER_HINT, RunConfig, coerce_field, field_names,
-                     merge_settings)
+                     field_types, merge_settings)
 
 TOP_LEVEL_KEYS = ("study", "description", "seeds", "fixed", "methods", "axes", "exclude",
                   "results_dir", "ensemble", "chunks", "compare", "plugins", "paper",
@@ -423,7 +422,7 @@ def _fields(values, where, allow_reserved=False, check_types=True) -> dict:
                          "seeds come from 'seeds' and method names from 'methods'")
     if not check_types:
         return dict(values)
-    hints = typing.get_type_hints(RunConfig)
+    hints = field_types()
     return {k: coerce_field(k, v, hints[k], where) for k, v in values.items()}
 
 
