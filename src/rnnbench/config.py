@@ -85,11 +85,14 @@ class RunConfig:
         return cls(**coerced)
 
     def to_dict(self) -> dict:
-        """Every field by name, as dataclasses.asdict gives it (task_options a deep copy),
-        without its recursive copy of every other field's immutable value."""
-        return {f.name: copy.deepcopy(value) if isinstance(value := getattr(self, f.name),
-                                                           (dict, list)) else value
-                for f in fields(self)}
+        """Every field by name, as dataclasses.asdict gives it: mutable values (task_options)
+        deep-copied, the others as they are (asdict copies those recursively too, which took
+        most of the time of a run id)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in values.items():
+            if isinstance(value, (dict, list)):
+                values[name] = copy.deepcopy(value)
+        return values
 
     def replace(self, **changes) -> "RunConfig":
         return RunConfig.from_dict({**self.to_dict(), **changes})
