@@ -55,7 +55,7 @@ def test_cell_options_rejected_naming_the_field(changes, field):
         models.check_options(unvalidated_cfg(**changes))
 
 
-@pytest.mark.parametrize("fields", [dict(backend="numba"), dict(backend="ensemble"),
+@pytest.mark.parametrize("fields", [dict(backend="ensemble"),
                                     dict(cell="lstm", activation="tanh"), dict(cell="gru"),
                                     dict(layers=2), dict(regularizer=-1.0),
                                     dict(regularizer=float("inf"))])

@@ -1,6 +1,7 @@
 """Pascanu 2013's regulariser Omega (rnnbench.regularizer): its value against a hand BPTT in
-numpy, its gradient against finite differences, the training step that adds alpha * Omega, and
-the configurations it refuses."""
+numpy, its gradient against finite differences, the training step that adds alpha * Omega on
+both backends (the Numba backend's written-out gradient against torch's autograd and the hand
+computation), and the configurations it refuses."""
 import numpy as np
 import pytest
 import torch
@@ -11,7 +12,8 @@ from rnnbench.backends import TorchBackend, resolve_backend
 from rnnbench.init import build_initialised_model
 from rnnbench.config import RunConfig
 from rnnbench.ensemble import can_ensemble
-from rnnbench.regularizer import loss_and_omega, omega
+from rnnbench.backends.numba_backend import NumbaBackend
+from rnnbench.regularizer import loss_and_omega, omega, omega_and_grad
 from rnnbench.tasks.losses import loss_grad, numpy_loss
 
 SLOPE = {"tanh": lambda h, net: 1.0 - h * h, "relu": lambda h, net: (net > 0) * 1.0,
@@ -20,9 +22,9 @@ ACT = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0.0), "identity": lambda
 
 
 def tiny(task="adding", T=6, activation="tanh", **fields):
-    cfg = RunConfig(task=task, T=T, hidden=4, activation=activation, dtype="float64",
-                    batch_size=3, backend="torch", regularizer=2.0, init="normal",
-                    init_scale=0.6, **fields)
+    cfg = RunConfig(**{"task": task, "T": T, "hidden": 4, "activation": activation,
+                       "dtype": "float64", "batch_size": 3, "backend": "torch",
+                       "regularizer": 2.0, "init": "normal", "init_scale": 0.6, **fields})
     return cfg, tasks.make(task, T)
 
 
@@ -101,33 +103,79 @@ def test_omega_gradient_matches_finite_differences():
     assert omega(g, slope, w).item() == pytest.approx(((r[keep] - 1) ** 2).mean().item())
 
 
-def test_step_descends_loss_plus_alpha_omega():
+def test_numpy_omega_and_gradient_equal_torchs_autograd():
+    """omega_and_grad (the Numba backend's) against `omega` and its autograd gradient, with a
+    step whose error is zero (left out) and one whose vector-Jacobian product is zero."""
+    gen = torch.Generator().manual_seed(1)
+    g = torch.randn(3, 5, 4, generator=gen, dtype=torch.float64)
+    g[0, 2] = 0.0
+    slope = torch.rand(3, 5, 4, generator=gen, dtype=torch.float64)
+    slope[1, 3] = 0.0                                # |v| = 0: norm's gradient is taken as 0
+    w = torch.randn(4, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    value = omega(g, slope, w)
+    grad_w, = torch.autograd.grad(value, w)
+    want_value, want_grad = value.item(), grad_w.numpy()
+    for layout in (lambda a: a, lambda a: a.transpose(1, 0, 2).copy()):  # (B, L) or (L, B)
+        got_value, got_grad = omega_and_grad(layout(g.numpy()), layout(slope.numpy()),
+                                             w.detach().numpy())
+        assert got_value == pytest.approx(want_value, rel=1e-13)
+        np.testing.assert_allclose(got_grad, want_grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_step_descends_loss_plus_alpha_omega(backend):
     """One SGD step (lr 1, float64): W_hh moves by dE/dW + alpha dOmega/dW (Omega's gradient
     by hand), every other parameter by dE alone (Omega depends on W_hh only)."""
-    cfg, t = tiny(optimizer="sgd", lr=1.0, clip="none")
+    cfg, t = tiny(optimizer="sgd", lr=1.0, clip="none", backend=backend)
     batch = t.sample(cfg.batch_size, 3)
-    plain = TorchBackend(cfg.replace(regularizer=0.0), t)
-    regularised = TorchBackend(cfg, t)
-    before = {k: v.detach().clone() for k, v in regularised.model.named_parameters()}
+    make = TorchBackend if backend == "torch" else NumbaBackend
+    plain = make(cfg.replace(regularizer=0.0), t)
+    regularised = make(cfg, t)
+    before = _weights(regularised)
     plain.step(batch)
     loss, _, _ = regularised.step(batch)
+    after_plain, after = _weights(plain), _weights(regularised)
     _, _, grad_w = hand_omega(cfg, t, batch)
     assert np.abs(grad_w).max() > 1e-4  # Omega's gradient is not negligible here
-    after_plain = dict(plain.model.named_parameters())
-    for name, p in regularised.model.named_parameters():
-        step = (before[name] - p.detach()).numpy()
-        plain_step = (before[name] - after_plain[name].detach()).numpy()
-        extra = cfg.regularizer * grad_w if name == "rnn.weight_hh_l0" else 0.0
+    for name in before:
+        step, plain_step = before[name] - after[name], before[name] - after_plain[name]
+        extra = cfg.regularizer * grad_w if name == "weight_hh" else 0.0
         np.testing.assert_allclose(step, plain_step + extra, rtol=1e-9, atol=1e-12, err_msg=name)
     assert loss == pytest.approx(hand_omega(cfg, t, batch)[0], rel=1e-12)  # E, not E + aOmega
 
 
-def test_auto_backend_is_torch_and_a_run_trains():
+def _weights(backend) -> dict:
+    """A backend's parameters as numpy copies under the Numba backend's names."""
+    if isinstance(backend, NumbaBackend):
+        return {k: v.copy() for k, v in backend.params.items()}
+    names = {"rnn.weight_ih_l0": "weight_ih", "rnn.weight_hh_l0": "weight_hh",
+             "rnn.bias_ih_l0": "bias_ih", "rnn.bias_hh_l0": "bias_hh",
+             "head.weight": "head_weight", "head.bias": "head_bias"}
+    return {names[k]: v.detach().numpy().copy() for k, v in backend.model.named_parameters()}
+
+
+@pytest.mark.parametrize("activation,optimizer,clip", [("tanh", "sgd", "norm"),
+                                                       ("relu", "adam", "norm"),
+                                                       ("sigmoid", "rmsprop", "none")])
+def test_numba_learning_curve_with_omega_equals_torch_float64(activation, optimizer, clip):
+    """A regularised run on each backend, float64: the same learning curve to rounding."""
+    cfg, _ = tiny(activation=activation, optimizer=optimizer, clip=clip, clip_threshold=0.05,
+                  lr=0.05 if optimizer == "sgd" else 0.01, steps=60, eval_interval=20,
+                  eval_size=32)
+    a = rnnbench.run(cfg.replace(backend="torch")).curve
+    b = rnnbench.run(cfg.replace(backend="numba")).curve
+    assert len(a) == len(b) == 61
+    for column in ("train_loss", "eval_loss", "grad_norm"):
+        np.testing.assert_allclose(b[column], a[column], rtol=1e-8, atol=1e-12, err_msg=column)
+    assert (a["clipped"] == b["clipped"]).all()
+
+
+def test_auto_backend_is_numba_on_the_cpu_and_a_run_trains():
     cfg, _ = tiny(steps=5, eval_interval=5, eval_size=16)
-    assert resolve_backend(cfg.replace(backend="auto", device="cpu")) == "torch"
+    assert resolve_backend(cfg.replace(backend="auto", device="cpu")) == "numba"
     assert resolve_backend(cfg.replace(backend="auto", device="cpu", regularizer=0.0)) == "numba"
     s = rnnbench.run(cfg.replace(backend="auto", device="cpu")).summary
-    assert s["backend_used"] == "torch" and s["regularizer"] == 2.0 and s["steps_done"] == 5
+    assert s["backend_used"] == "numba" and s["regularizer"] == 2.0 and s["steps_done"] == 5
     assert not can_ensemble(cfg)
 
 
@@ -146,10 +194,13 @@ def test_run_id_unchanged_while_off():
     assert cfg.replace(regularizer=2.0).run_id() != cfg.run_id()
 
 
-def test_chunk_estimate_counts_the_loop_over_time():
-    """The chunk planner prices Omega's per-time-step autograd loop, not just its FLOPs."""
-    from rnnbench.chunks import LOOP_S_PER_TIMESTEP, estimate_seconds
-    cfg = RunConfig(task="adding", T=100, hidden=50, steps=1000)
-    with_omega = cfg.replace(regularizer=2.0)
-    extra = estimate_seconds(with_omega) - estimate_seconds(cfg.replace(backend="torch"))
+def test_chunk_estimate_counts_the_loop_over_time_on_torch():
+    """The chunk planner prices Omega's per-time-step autograd loop on torch, not just its
+    FLOPs; on the Numba backend only its two H x H products per step and sequence."""
+    from rnnbench.chunks import FLOPS_PER_SECOND, LOOP_S_PER_TIMESTEP, estimate_seconds
+    cfg = RunConfig(task="adding", T=100, hidden=50, steps=1000, batch_size=20)
+    on_torch = cfg.replace(backend="torch")
+    extra = estimate_seconds(on_torch.replace(regularizer=2.0)) - estimate_seconds(on_torch)
     assert extra == pytest.approx(1000 * 100 * LOOP_S_PER_TIMESTEP)
+    extra = estimate_seconds(cfg.replace(regularizer=2.0)) - estimate_seconds(cfg)
+    assert extra == pytest.approx(1000 * 20 * 100 * 4 * 50 ** 2 / FLOPS_PER_SECOND)

@@ -25,7 +25,7 @@ FLOPS_PER_SECOND = 2e10                     # small GEMMs on one core, numba ker
 TORCH_SLOWDOWN = 3.0                        # autograd over small tensors: per-op overheads
 STEP_OVERHEAD_S = 5e-4                      # data generation, loss, clipping, optimiser update
 SVD_S_PER_H3 = 2.5e-9                       # one spectral norm of an H x H product, per H^3
-LOOP_S_PER_TIMESTEP = 2e-4                  # Omega's Python loop over time (rnnbench.regularizer)
+LOOP_S_PER_TIMESTEP = 2e-4                  # Omega's loop over time on torch (rnnbench.regularizer)
 TIME_MARGIN = 3.0                           # a job's time limit: this x its estimate, + 10 min
 
 
@@ -50,7 +50,9 @@ def estimate_seconds(cfg) -> float:
     seconds = cfg.steps * step + evaluations * evaluation + profiles * profile
     if not _numba_path(cfg):
         seconds *= TORCH_SLOWDOWN
-    if cfg.regularizer:  # Omega's loop: per-time-step autograd calls, not FLOPs, set its pace
+    if cfg.regularizer and _numba_path(cfg):  # Omega from the BPTT errors: two H x H products
+        seconds += cfg.steps * cfg.batch_size * length * 4 * hidden ** 2 / FLOPS_PER_SECOND
+    elif cfg.regularizer:  # torch: the loop's per-time-step autograd calls set its pace
         seconds += cfg.steps * length * LOOP_S_PER_TIMESTEP
     return seconds
 

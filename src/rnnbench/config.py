@@ -231,4 +231,4 @@ def validate(cfg: RunConfig) -> None:
     tasks.check(cfg.task, cfg.T, cfg.task_options)  # impossible lengths, unknown task options
     if cfg.regularizer:
         from .regularizer import check
-        check(cfg)                 # Omega: single-layer rnn cell on the torch backend only
+        check(cfg)                 # Omega: single-layer rnn cell, Numba or torch backend

@@ -15,13 +15,16 @@ was tuned with them: the terms are averaged over steps and sequences (eq. 9 sums
 the sum would weigh Omega about L times more), and a step whose error is numerically zero is
 left out (0/0). The ratio of norms is eq. 9's (the code compares squared norms; both are
 minimal at r = 1). The transition h_0 -> h_1 counts (h_0 = 0 is a constant).
+
+Two implementations: `loss_and_omega` and `omega` for the torch backend (autograd through a
+loop over time), and `omega_and_grad` for the Numba backend, which has dE/dh_t from its BPTT
+kernel and writes Omega's gradient out (it is `omega`'s autograd gradient; the tests hold the
+two to each other, to a hand computation and to finite differences). torch is imported only by
+the torch functions.
 """
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
-from .models import get_activation
+import numpy as np
 
 TINY = 1e-20  # squared error norms below this are left out of the mean, as in the authors' code
 
@@ -35,13 +38,40 @@ def check(cfg) -> None:
     if cfg.layers != 1 or cfg.bidirectional:
         raise ValueError(f"{where}: implemented for a single-layer, one-direction rnn, got "
                          f"layers={cfg.layers} bidirectional={cfg.bidirectional}")
-    if cfg.backend not in ("auto", "torch"):
-        raise ValueError(f"{where}: needs autograd, i.e. backend 'torch' (or 'auto', which "
-                         f"picks it); got backend={cfg.backend!r}")
+    if cfg.backend not in ("auto", "torch", "numba"):
+        raise ValueError(f"{where}: trains on backend 'numba' or 'torch' ('auto' picks numba on "
+                         f"the CPU, torch elsewhere); got backend={cfg.backend!r}")
 
 
-def omega(grad_h: torch.Tensor, slope: torch.Tensor, weight_hh: torch.Tensor) -> torch.Tensor:
-    """Omega from dE/dh_t and f'(net_t), both (B, L, H) and constant, and W_hh (H, H)."""
+def omega_and_grad(grad_h: np.ndarray, slope: np.ndarray, weight_hh: np.ndarray):
+    """(Omega, dOmega/dW_hh) in numpy, in grad_h's dtype: dE/dh_t and f'(net_t), both (..., H)
+    and constant (any order of the sequence and step axes), and W_hh (H, H).
+
+    With u = g * f', v = u W_hh and r = |v| / |g| per (sequence, step), each of the n valid
+    terms adds 2 (r - 1) / (n |g| |v|) u^T v to the gradient (nothing where |v| = 0, as torch's
+    norm backward), so the gradient is one (H x n) (n x H) product."""
+    hidden = weight_hh.shape[0]
+    g = grad_h.reshape(-1, hidden)
+    u = (grad_h * slope).reshape(-1, hidden)
+    v = u @ weight_hh
+    squared = np.einsum("ij,ij->i", g, g)
+    valid = squared >= TINY
+    n = max(int(valid.sum()), 1)
+    norm_g = np.sqrt(np.maximum(squared, TINY))
+    norm_v = np.sqrt(np.einsum("ij,ij->i", v, v))
+    ratio = norm_v / norm_g
+    value = np.where(valid, (ratio - 1.0) ** 2, 0.0).sum() / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        coefficient = np.where(valid & (norm_v > 0), 2.0 * (ratio - 1.0) / (n * norm_g * norm_v),
+                               0.0)
+    return value, u.T @ (coefficient[:, None] * v)
+
+
+def omega(grad_h, slope, weight_hh):
+    """Omega (a torch scalar) from dE/dh_t and f'(net_t), both (B, L, H) tensors and constant,
+    and W_hh (H, H)."""
+    import torch
+
     vjp = (grad_h * slope) @ weight_hh                    # dE/dh_t . dh_t/dh_{t-1}, (B, L, H)
     squared = (grad_h * grad_h).sum(dim=-1)
     valid = squared >= TINY
@@ -56,6 +86,10 @@ def loss_and_omega(model, x: torch.Tensor, y: torch.Tensor, loss_kind: str):
     The recurrence runs as a loop that keeps every h_t in the graph (nn.RNN's fused kernel
     hides them), with the model's own parameters, so E equals `torch_loss(model(x), y)`.
     The graph of E is kept for the caller's backward of E + alpha * Omega."""
+    import torch
+    import torch.nn.functional as F
+
+    from .models import get_activation
     from .tasks.losses import torch_loss
 
     rnn = model.rnn

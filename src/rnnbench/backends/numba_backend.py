@@ -25,6 +25,8 @@ from ..config import RunConfig
 from ..diagnostics import gradient_flow
 from ..init_numpy import RNN_KEYS, initial_arrays
 from ..optim import NumpyOptimizer, numpy_clip
+from ..reference.rnn import slope as rnn_slope
+from ..regularizer import omega_and_grad
 from ..spectral import gated_spectral_radius
 from ..tasks.losses import loss_grad, numpy_loss
 
@@ -104,7 +106,12 @@ class NumbaBackend:
         else:
             grad_h[-1] = d_out @ w
             head_w, head_b = d_out.T @ h[-1], d_out.sum(axis=0)
-        grads = reference.backward(states, grad_h)
+        regularised = self.cfg.regularizer > 0
+        grads = reference.backward(states, grad_h, return_dh=regularised)
+        if regularised:  # Pascanu 2013's Omega; its gradient reaches W_hh only (regularizer.py)
+            _, d_omega = omega_and_grad(grads["dh"], rnn_slope(self.cfg.activation, h),
+                                        self.params["weight_hh"])
+            grads["weight_hh"] = grads["weight_hh"] + self.cfg.regularizer * d_omega
         grads = {k: grads[k] for k in RNN_KEYS}
         grads["head_weight"], grads["head_bias"] = head_w, head_b
         return loss, grads

@@ -36,7 +36,8 @@ def why_not(cfg: RunConfig) -> str | None:
     if cfg.bidirectional:
         return "field 'bidirectional': the ensemble engine stacks one direction only"
     if cfg.regularizer:
-        return "field 'regularizer': Omega needs the torch backend's per-step autograd"
+        return ("field 'regularizer': Omega trains on the single-run backends (numba, torch), "
+                "not stacked")
     if cfg.precision == "bf16":
         return "field 'precision': the ensemble engine computes in fp32/tf32 (or float64), not bf16"
     return None

@@ -39,7 +39,7 @@ import numba
 import numpy as np
 
 from .bptt import backward, forward_states
-from .rnn import ACTIVATION_CODES
+from .rnn import ACTIVATION_CODES, slope as rnn_slope
 
 ACTIVATION_SLOPE_BOUND = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0, "identity": 1.0}
 METHODS = ("numba", "numpy")
@@ -133,15 +133,7 @@ def _previous(array, initial, t):
 
 def _rnn_step(states, t, rows, w_hh):
     """rows · ∂h_t/∂h_{t−1} with ∂h_t/∂h_{t−1} = diag f'(net_t) W_hh."""
-    h = states.h[t].astype(np.float64)
-    if states.activation == "tanh":
-        slope = 1.0 - h * h
-    elif states.activation == "sigmoid":
-        slope = h * (1.0 - h)
-    elif states.activation == "relu":
-        slope = (h > 0).astype(np.float64)
-    else:
-        slope = np.ones_like(h)
+    slope = rnn_slope(states.activation, states.h[t].astype(np.float64))
     B, H, _ = rows.shape
     return ((rows * slope[:, None, :]).reshape(B * H, H) @ w_hh).reshape(B, H, H)
 

@@ -202,6 +202,18 @@ def backward_kernel(x, h0, w_ih, w_hh, h, grad_h, code, dh_trace, delta):
     return d_w_ih, d_w_hh, d_b, d_x, d_h0
 
 
+def slope(activation: str, h):
+    """f'(net) from the activation's output h = f(net), elementwise in h's dtype: what the
+    backward kernel multiplies by (the gradient-flow product and Omega read it too)."""
+    if activation == "tanh":
+        return 1.0 - h * h
+    if activation == "sigmoid":
+        return h * (1.0 - h)
+    if activation == "relu":
+        return (h > 0).astype(h.dtype)
+    return np.ones_like(h)
+
+
 def forward(params, x, h0, c0, activation):
     """Validated inputs in; returns the saved arrays (h, c, gates, hn) = (h, None, None, None)."""
     h = forward_kernel(x, h0, params["weight_ih"], params["weight_hh"], params["bias_ih"],
