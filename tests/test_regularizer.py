@@ -122,6 +122,24 @@ def test_numpy_omega_and_gradient_equal_torchs_autograd():
         np.testing.assert_allclose(got_grad, want_grad, rtol=1e-12, atol=1e-15)
 
 
+def test_numpy_omega_in_float32_equals_float64_to_rounding():
+    """The Numba backend's float32 Omega and gradient, with a vanishing error (|g| about 1e-9,
+    still a term) and a product whose norm underflows (left out of the gradient, as in torch):
+    float64's to float32 rounding, in float32, finite."""
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((2, 3, 4))
+    g[0, 1] *= 1e-9
+    slope = rng.random((2, 3, 4))
+    slope[0, 1] *= 1e-26
+    w = rng.standard_normal((4, 4))
+    want_value, want_grad = omega_and_grad(g, slope, w)
+    value, grad = omega_and_grad(g.astype(np.float32), slope.astype(np.float32),
+                                 w.astype(np.float32))
+    assert grad.dtype == np.float32 and np.isfinite(grad).all()
+    assert value == pytest.approx(want_value, rel=1e-5)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-4, atol=1e-6 * np.abs(want_grad).max())
+
+
 @pytest.mark.parametrize("backend", ["torch", "numba"])
 def test_step_descends_loss_plus_alpha_omega(backend):
     """One SGD step (lr 1, float64): W_hh moves by dE/dW + alpha dOmega/dW (Omega's gradient

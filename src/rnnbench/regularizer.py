@@ -48,8 +48,8 @@ def omega_and_grad(grad_h: np.ndarray, slope: np.ndarray, weight_hh: np.ndarray)
     and constant (any order of the sequence and step axes), and W_hh (H, H).
 
     With u = g * f', v = u W_hh and r = |v| / |g| per (sequence, step), each of the n valid
-    terms adds 2 (r - 1) / (n |g| |v|) u^T v to the gradient (nothing where |v| = 0, as torch's
-    norm backward), so the gradient is one (H x n) (n x H) product."""
+    terms adds 2 (r - 1) / (n |g|) u^T (v / |v|) to the gradient (nothing where |v| = 0, as
+    torch's norm backward), so the gradient is one (H x n) (n x H) product."""
     hidden = weight_hh.shape[0]
     g = grad_h.reshape(-1, hidden)
     u = (grad_h * slope).reshape(-1, hidden)
@@ -62,9 +62,8 @@ def omega_and_grad(grad_h: np.ndarray, slope: np.ndarray, weight_hh: np.ndarray)
     ratio = norm_v / norm_g
     value = np.where(valid, (ratio - 1.0) ** 2, 0.0).sum() / n
     with np.errstate(divide="ignore", invalid="ignore"):
-        coefficient = np.where(valid & (norm_v > 0), 2.0 * (ratio - 1.0) / (n * norm_g * norm_v),
-                               0.0)
-    return value, u.T @ (coefficient[:, None] * v)
+        direction = np.where((valid & (norm_v > 0))[:, None], v / norm_v[:, None], 0.0)
+    return value, u.T @ ((2.0 * (ratio - 1.0) / (n * norm_g))[:, None] * direction)
 
 
 def omega(grad_h, slope, weight_hh):
