@@ -141,10 +141,11 @@ def test_numpy_omega_in_float32_equals_float64_to_rounding():
 
 
 @pytest.mark.parametrize("backend", ["torch", "numba"])
-def test_step_descends_loss_plus_alpha_omega(backend):
+@pytest.mark.parametrize("task,T", [("adding", 6), ("copy", 2)])   # error at the last / every step
+def test_step_descends_loss_plus_alpha_omega(backend, task, T):
     """One SGD step (lr 1, float64): W_hh moves by dE/dW + alpha dOmega/dW (Omega's gradient
     by hand), every other parameter by dE alone (Omega depends on W_hh only)."""
-    cfg, t = tiny(optimizer="sgd", lr=1.0, clip="none", backend=backend)
+    cfg, t = tiny(task, T, optimizer="sgd", lr=1.0, clip="none", backend=backend)
     batch = t.sample(cfg.batch_size, 3)
     make = TorchBackend if backend == "torch" else NumbaBackend
     plain = make(cfg.replace(regularizer=0.0), t)

@@ -174,6 +174,10 @@ def test_checkpoint_file_round_trip_and_its_errors(tmp_path):
     incomplete = {k: v for k, v in state.state_dict().items() if k != "n_clipped"}
     with pytest.raises(ValueError, match="n_clipped"):
         loaded.load_state_dict(incomplete)
+    # `auto` may now pick another backend than the one that wrote it: named, not a KeyError
+    from rnnbench.backends.numba_backend import NumbaBackend
+    with pytest.raises(ValueError, match="written by backend 'torch'.*'numba'"):
+        loaded.load_checkpoint(tmp_path / "c.pt", NumbaBackend(cfg, task))
 
 
 def test_checkpoints_written_before_run_state_still_load():

@@ -48,9 +48,10 @@ def estimate_seconds(cfg) -> float:
     else:  # plug-in cells: one forward and backward of the profile batch through autograd
         profile = PROFILE_BATCH * forward_backward / FLOPS_PER_SECOND
     seconds = cfg.steps * step + evaluations * evaluation + profiles * profile
-    if not _numba_path(cfg):
+    numba = _numba_path(cfg)
+    if not numba:
         seconds *= TORCH_SLOWDOWN
-    if cfg.regularizer and _numba_path(cfg):  # Omega from the BPTT errors: two H x H products
+    if cfg.regularizer and numba:  # Omega from the BPTT errors: two H x H products
         seconds += cfg.steps * cfg.batch_size * length * 4 * hidden ** 2 / FLOPS_PER_SECOND
     elif cfg.regularizer:  # torch: the loop's per-time-step autograd calls set its pace
         seconds += cfg.steps * length * LOOP_S_PER_TIMESTEP

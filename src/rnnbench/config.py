@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import re
+import types
 import typing
 from dataclasses import dataclass, field, fields
 
@@ -124,7 +125,7 @@ def field_names() -> list[str]:
 def coerce_field(key, value, hint, where):
     """Check a value against the field's annotation; ints are accepted for floats."""
     origin = typing.get_origin(hint)
-    allowed = typing.get_args(hint) if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) else (hint,)
+    allowed = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
     if value is None:
         if type(None) in allowed:
             return None
@@ -187,10 +188,11 @@ def _choice(name, value, allowed):
 
 
 @functools.cache
-def field_types() -> dict:
-    """RunConfig's field name -> type. Resolved once: typing.get_type_hints evaluates every
-    annotation string again at each call, and every RunConfig built is checked against them."""
-    return typing.get_type_hints(RunConfig)
+def field_types() -> types.MappingProxyType:
+    """RunConfig's field name -> type (read-only). Resolved once: typing.get_type_hints
+    evaluates every annotation string again at each call, and every RunConfig built is checked
+    against them."""
+    return types.MappingProxyType(typing.get_type_hints(RunConfig))
 
 
 def validate(cfg: RunConfig) -> None:

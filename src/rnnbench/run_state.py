@@ -188,8 +188,8 @@ class RunState:
 
         import torch
         buffer = io.BytesIO()
-        torch.save({"config": self.cfg.to_dict(), "backend": backend.state_dict(),
-                    "state": self.state_dict()}, buffer)
+        torch.save({"config": self.cfg.to_dict(), "backend_name": backend.name,
+                    "backend": backend.state_dict(), "state": self.state_dict()}, buffer)
         records.write_bytes(buffer.getvalue(), path)
 
     def load_checkpoint(self, path: Path, backend) -> None:
@@ -201,6 +201,14 @@ class RunState:
             raise ValueError(f"unreadable checkpoint {path}: {exc}") from None
         if saved["config"] != self.cfg.to_dict():
             raise ValueError(f"checkpoint {path} belongs to another config; delete it to start over")
+        # `auto` may pick another backend than the one that wrote it (another device, or a
+        # newer version that trains the run elsewhere); their states differ in layout.
+        written_by = saved.get("backend_name") or (  # older checkpoints: by their layout
+            "numba" if "params" in saved["backend"] else "torch")
+        if written_by != backend.name:
+            raise ValueError(f"checkpoint {path} was written by backend {written_by!r}, this run "
+                             f"trains on {backend.name!r}: delete it to start over, or set "
+                             f"backend: {written_by}")
         backend.load_state_dict(saved["backend"])
         self.load_state_dict(saved["state"])
 

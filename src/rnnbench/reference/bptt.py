@@ -28,7 +28,7 @@ def backward(states: ForwardStates, grad_h, return_dh: bool = False) -> dict:
 
     Returns the gradients dict. With return_dh=True it also holds "dh": (T, B, H) the total
     dLoss/dh_t at every step (external plus recurrent part; c_t held fixed for the lstm), which
-    the gradient-flow diagnostics read as ‖∂L/∂h_t‖.
+    the gradient-flow diagnostics read as ‖∂L/∂h_t‖ and Pascanu's Omega as dE/dh_t.
     """
     grad_h = check_grad_h(grad_h, states)
     T, B, H = states.h.shape

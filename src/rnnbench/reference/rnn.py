@@ -211,7 +211,9 @@ def slope(activation: str, h):
         return h * (1.0 - h)
     if activation == "relu":
         return (h > 0).astype(h.dtype)
-    return np.ones_like(h)
+    if activation == "identity":
+        return np.ones_like(h)
+    raise ValueError(f"activation {activation!r}: the kernels implement {sorted(ACTIVATION_CODES)}")
 
 
 def forward(params, x, h0, c0, activation):
