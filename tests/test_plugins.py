@@ -157,6 +157,9 @@ def test_checking_a_study_of_builtin_names_imports_no_plugin_nor_torch(tmp_path)
              "print('torch' in sys.modules, len(plugins.loaded()))")
     assert _in_subprocess(check.format(str(ROOT / "config" / "config.yaml")), tmp_path) == [
         "False", "0"]
+    # Omega's check (rnnbench.regularizer) imports torch only in its torch functions
+    omega = ROOT / "config" / "studies" / "pascanu2013.yaml"
+    assert _in_subprocess(check.format(str(omega)), tmp_path) == ["False", "0"]
     study = tmp_path / "mine.yaml"
     study.write_text(json.dumps({"study": "s", "fixed": {**TINY, "cell": "mine"}}))
     assert _in_subprocess(check.format(str(study)), tmp_path) == ["True", "1"]
