@@ -84,8 +84,19 @@ def test_load_from_yaml_file(tmp_path):
     assert len(load_study(path).runs()) == 12
 
 
+def test_default_study_all_or_none_is_decisive():
+    """The default study runs enough seeds per (method, T) that an all-or-none outcome is a
+    verdict by docs/REPRODUCTION.md's rule: the Wilson 95% interval of n/n lies above 50% and
+    that of 0/n below it. With three seeds it could not (3/3: [0.44, 1])."""
+    from rnnbench.aggregate import wilson_interval
+
+    n = len(load_study(ROOT / "config" / "config.yaml").seeds)
+    assert wilson_interval(n, n)[0] > 0.5 and wilson_interval(0, n)[1] < 0.5, n
+    assert wilson_interval(3, 3)[0] < 0.5  # the rule bites: three seeds are too few
+
+
 def test_shipped_studies_load():
-    assert len(load_study(ROOT / "config" / "config.yaml").runs()) == 3 * 3 * 3  # methods x T x seeds
+    assert len(load_study(ROOT / "config" / "config.yaml").runs()) == 3 * 3 * 5  # methods x T x seeds
     scaled = load_study(ROOT / "config" / "studies" / "pascanu2013.yaml")
     assert len(scaled.runs()) == (2 * 2 + 1) * 2 * 3 * 3  # (inits x clip + Omega) x tasks x T x seeds
     big = load_study(ROOT / "config" / "studies" / "paper-budget" / "pascanu2013.yaml")
